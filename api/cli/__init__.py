@@ -1,0 +1,5 @@
+"""The ``clipfind`` command line."""
+
+from api.cli.app import app, main
+
+__all__ = ["app", "main"]

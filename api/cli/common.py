@@ -1,0 +1,90 @@
+"""Options every command shares, and small helpers to build settings and render."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clipfind.config import Settings
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", "-m", help="open_clip spec: NAME/PRETRAINED, hf-hub:ORG/REPO or "
+                 "local-dir:PATH. Default: the collection's own model, else "
+                 "ViT-B-32/laion2b_s34b_b79k. Env: CLIPFIND_MODEL."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where collections live. Env: CLIPFIND_DATA_DIR."),
+]
+CollectionOpt = Annotated[
+    str | None,
+    typer.Option("--collection", "-c", help="Collection name (default 'default'). "
+                 "Env: CLIPFIND_COLLECTION."),
+]
+DbUrlOpt = Annotated[
+    str | None,
+    typer.Option("--db-url", help="SQLAlchemy URL of the catalog (default: SQLite in the "
+                 "collection folder). Env: CLIPFIND_DB_URL."),
+]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def make_settings(**given: Any) -> Settings:
+    """Settings from the options a user gave (``None`` = not given), env and defaults."""
+    return Settings(**{k: v for k, v in given.items() if v is not None})
+
+
+def open_collection(settings: Settings):  # type: ignore[no-untyped-def]
+    from clipfind.store.collection import Collection
+
+    return Collection(settings)
+
+
+def make_encoder(settings: Settings, collection: Any):  # type: ignore[no-untyped-def]
+    from clipfind.encoder import ClipEncoder
+
+    return ClipEncoder(collection.model_spec, device=settings.device,
+                       batch_size=settings.batch_size)
+
+
+def emit_json(document: Any) -> None:
+    json.dump(document, sys.stdout, indent=2, default=str, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console()
+
+
+def progress_bar(label: str, enabled: bool):  # type: ignore[no-untyped-def]
+    """A ``(callback, context manager)`` pair; a no-op off a terminal."""
+    from contextlib import nullcontext
+
+    if not enabled or not sys.stderr.isatty():
+        return None, nullcontext()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=__import__("rich.console").console.Console(stderr=True))
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update, bar

@@ -1,0 +1,158 @@
+"""``clipfind index``, ``search``, ``info`` and ``forget``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.cli.common import (
+    CollectionOpt,
+    DataDirOpt,
+    DbUrlOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    console,
+    emit_json,
+    make_encoder,
+    make_settings,
+    open_collection,
+    progress_bar,
+)
+
+
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    exclude: Annotated[list[str], typer.Option("--exclude", "-x", help="Glob on path or "
+                       "name to leave out; repeatable.")] = [],  # noqa: B006
+    batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decode threads (0 = auto).")] = None,
+    reembed: Annotated[bool, typer.Option("--reembed", help="Switch the collection to "
+                       "--model and re-encode every image.")] = False,
+    prune: Annotated[bool, typer.Option("--prune/--keep-missing", help="Remove items whose "
+                     "files are gone from the given folders (default), or keep them.")] = True,
+    max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+) -> None:
+    """Index photos: new and changed files are encoded, moved files keep their vectors,
+    deleted files leave the index. Safe to interrupt and re-run."""
+    from indexer import index_paths
+
+    settings = make_settings(model=model, data_dir=data_dir, collection=collection,
+                             db_url=db_url, device=device, batch_size=batch_size,
+                             workers=workers, max_pixels=max_pixels)
+    coll = open_collection(settings)
+    encoder = make_encoder(settings, coll)
+    update, bar = progress_bar("indexing", enabled=True)
+    with bar:
+        summary = index_paths(coll, encoder, paths, exclude, reembed=reembed, prune=prune,
+                              progress=update)
+    if json:
+        emit_json(summary.as_dict())
+        return
+    out = console()
+    out.print(
+        f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
+        f"removed {summary.removed}, unchanged {summary.unchanged}, "
+        f"skipped {len(summary.skipped)} — {summary.encoded} images encoded in "
+        f"{summary.seconds:.1f}s ({summary.images_per_second:.1f} images/s)"
+    )
+    for path, reason in summary.skipped[:50]:
+        out.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
+    if len(summary.skipped) > 50:
+        out.print(f"  … and {len(summary.skipped) - 50} more (clipfind info --json lists all)")
+
+
+def search(
+    query: Annotated[str | None, typer.Argument(help="Text, or a weighted mix: "
+                     "'2:golden retriever + beach.jpg - leash + #42'.")] = None,
+    image: Annotated[list[str], typer.Option("--image", "-i", help="Example image file or "
+                     "item id (#N); repeatable.")] = [],  # noqa: B006
+    negative: Annotated[list[str], typer.Option("--not", help="Text to steer away from; "
+                        "repeatable.")] = [],  # noqa: B006
+    k: Annotated[int, typer.Option("-k", "--top", help="Results per page.")] = 20,
+    offset: Annotated[int, typer.Option(help="Skip this many results (paging).")] = 0,
+    min_score: Annotated[float | None, typer.Option(help="Drop results below this cosine.")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Only paths matching this glob.")] = None,
+    after: Annotated[str | None, typer.Option(help="Taken on or after (YYYY[-MM[-DD]]).")] = None,
+    before: Annotated[str | None, typer.Option(help="Taken on or before (YYYY[-MM[-DD]]).")] = None,
+    label: Annotated[str | None, typer.Option(help="Only items with this label (LABEL or "
+                     "SET:LABEL).")] = None,
+    model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+) -> None:
+    """Search the collection by text, example images, or a weighted mix of both."""
+    from clipfind.errors import QueryError
+    from search import Filters, build_terms, parse_date
+    from search import search as run_search
+
+    settings = make_settings(model=model, data_dir=data_dir, collection=collection,
+                             db_url=db_url, device=device)
+    terms = build_terms(query, image, negative)
+    if not terms:
+        raise QueryError("give a text query, --image, or both")
+    filters = Filters(path=path, after=parse_date(after), before=parse_date(before, end=True),
+                      label=label)
+    coll = open_collection(settings)
+    page = run_search(coll, make_encoder(settings, coll), terms, k=k, offset=offset,
+                      filters=filters, min_score=min_score)
+    if json:
+        emit_json(page.as_dict())
+        return
+    out = console()
+    if not page.hits:
+        out.print("no results")
+    for rank, hit in enumerate(page.hits, start=offset + 1):
+        out.print(f"{rank:>4}  {hit.score:6.3f}  #{hit.id:<6} {hit.path}",
+                  markup=False, highlight=False)
+
+
+def info(
+    data_dir: DataDirOpt = None, collection: CollectionOpt = None, db_url: DbUrlOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Show the collection: model, counts, index type, skipped files and why."""
+    from search.info import collection_info
+
+    settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
+    doc = collection_info(open_collection(settings))
+    if json:
+        emit_json(doc)
+        return
+    out = console()
+    for key in ("collection", "model", "dim", "indexed", "skipped", "index", "database",
+                "data_dir"):
+        out.print(f"{key:>10}: {doc[key]}", markup=False, highlight=False)
+    for row in doc["skipped_files"][:50]:
+        out.print(f"  skipped {row['path']}: {row['reason']}", markup=False, highlight=False)
+
+
+def forget(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to drop from the "
+                     "collection (the files themselves are not touched).")],
+    data_dir: DataDirOpt = None, collection: CollectionOpt = None, db_url: DbUrlOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Remove items under PATHS from the collection, e.g. a drive that is gone for good."""
+    import os
+
+    from indexer.writer import remove_missing
+
+    settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
+    coll = open_collection(settings)
+    roots = [Path(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
+    ids = [s.id for s in coll.catalog.states_under(roots).values()]
+    remove_missing(coll.catalog, ids)
+    coll.vector_index()
+    if json:
+        emit_json({"removed": len(ids)})
+    else:
+        console().print(f"removed {len(ids)} items")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (index, search, info, forget):
+        app.command()(command)

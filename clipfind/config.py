@@ -1,0 +1,67 @@
+"""Settings: one object, filled from arguments, then ``CLIPFIND_*`` environment variables,
+then defaults. Every shell builds one and passes it down; nothing below reads the
+environment itself."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def default_data_dir() -> Path:
+    return Path(user_data_dir("clipfind", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything a run of clipfind can be told. ``model=None`` means: the model the
+    collection was indexed with, else :data:`DEFAULT_MODEL`."""
+
+    model_config = SettingsConfigDict(env_prefix="CLIPFIND_", extra="ignore")
+
+    model: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    collection: str = "default"
+    db_url: str | None = None
+    device: str = "auto"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    workers: int = Field(default=0, ge=0, le=64, description="decode threads; 0 = auto")
+    max_pixels: int = Field(default=150_000_000, ge=1)
+    # HTTP server
+    api_key: str | None = None
+    roots: list[Path] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+
+    @field_validator("collection")
+    @classmethod
+    def _check_collection(cls, value: str) -> str:
+        if not _COLLECTION_NAME.match(value):
+            raise ValueError(
+                f"collection name {value!r} must be 1-64 letters, digits, '_', '.' or '-'"
+            )
+        return value
+
+    @property
+    def collection_dir(self) -> Path:
+        return self.data_dir.expanduser() / "collections" / self.collection
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.collection_dir / 'catalog.db'}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.collection_dir / "index.faiss"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.collection_dir / "cache"

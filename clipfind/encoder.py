@@ -1,0 +1,169 @@
+"""One small interface over an open_clip model: images and texts in, L2-normalised
+float32 rows out. The model is loaded on first use, so building an encoder is free and
+a command that never encodes never pays for it."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from clipfind.modelspec import LoadedModel, load_model
+
+Vectors = npt.NDArray[np.float32]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class ClipEncoder:
+    """Encodes images and texts with one open_clip model.
+
+    fp16 weights on CUDA, fp32 elsewhere; ``torch.inference_mode`` always. Text vectors
+    of repeated queries are served from a small LRU cache.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        device: str = "auto",
+        batch_size: int = 32,
+        text_cache_size: int = 1024,
+    ) -> None:
+        self.spec = spec
+        self.requested_device = device
+        self.batch_size = batch_size
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+        self._text_cache: OrderedDict[str, Vectors] = OrderedDict()
+        self._text_cache_size = text_cache_size
+
+    # -- loading -----------------------------------------------------------------
+    @property
+    def loaded(self) -> LoadedModel:
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    device = resolve_device(self.requested_device)
+                    precision = "fp16" if device == "cuda" else "fp32"
+                    self._loaded = load_model(self.spec, device, precision)
+        return self._loaded
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def preprocess(self) -> Any:
+        """The model's eval transform: PIL image → normalised tensor."""
+        return self.loaded.preprocess
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> Any:
+        return next(self.model.visual.parameters()).dtype
+
+    @property
+    def dim(self) -> int:
+        return int(self.encode_texts(["a photo"]).shape[1])
+
+    @property
+    def image_size(self) -> int:
+        size = getattr(self.model.visual, "image_size", 224)
+        return int(size[0] if isinstance(size, tuple | list) else size)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp().item())
+
+    @property
+    def logit_bias(self) -> float | None:
+        bias = getattr(self.model, "logit_bias", None)
+        return None if bias is None else float(bias.item())
+
+    @property
+    def is_sigmoid(self) -> bool:
+        """SigLIP-style models carry a logit bias and score with a sigmoid."""
+        return self.logit_bias is not None
+
+    # -- images ------------------------------------------------------------------
+    def encode_images(self, images: Sequence[Image.Image]) -> Vectors:
+        """Encode RGB PIL images (already decoded and oriented)."""
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        pixels = torch.stack([self.preprocess(img) for img in images])
+        return self.encode_pixels(pixels)
+
+    def encode_pixels(self, pixels: Any) -> Vectors:
+        """Encode a batch of preprocessed image tensors ``(n, 3, H, W)``."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(pixels), self.batch_size):
+                batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)
+                feats = self.model.encode_image(batch)
+                out.append(_normalise(feats))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    # -- texts -------------------------------------------------------------------
+    def encode_texts(self, texts: Sequence[str]) -> Vectors:
+        """Encode texts; repeated texts come from the cache."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        if missing:
+            fresh = self._encode_texts_uncached(missing)
+            with self._lock:
+                for text, vec in zip(missing, fresh, strict=True):
+                    self._text_cache[text] = vec
+                    self._text_cache.move_to_end(text)
+                while len(self._text_cache) > self._text_cache_size:
+                    self._text_cache.popitem(last=False)
+        rows = []
+        for t in texts:
+            vec = self._text_cache.get(t)
+            if vec is None:  # evicted by a concurrent caller; recompute just this one
+                vec = self._encode_texts_uncached([t])[0]
+            rows.append(vec)
+        if not rows:
+            return np.zeros((0, 0), np.float32)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
+        import torch
+
+        from clipfind.text_tower import encode_tokens
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                tokens = self.loaded.tokenizer(list(texts[start : start + self.batch_size]))
+                feats = encode_tokens(self.model, tokens.to(self.device))
+                out.append(_normalise(feats))
+        return np.concatenate(out)
+
+
+def _normalise(feats: Any) -> Vectors:
+    import torch.nn.functional as F
+
+    return F.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)

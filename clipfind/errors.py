@@ -1,0 +1,51 @@
+"""Domain errors. Library code raises these; the CLI maps them to exit codes and the
+HTTP API to status codes. Every message names the input and says what to do."""
+
+
+class ClipfindError(Exception):
+    """Base class for every error clipfind reports to a user."""
+
+    exit_code = 1
+    http_status = 400
+
+
+class ModelLoadError(ClipfindError):
+    """The model spec could not be loaded (unknown name, offline, bad checkpoint)."""
+
+    exit_code = 3
+    http_status = 503
+
+
+class ModelMismatchError(ClipfindError):
+    """A collection was opened with a model other than the one its vectors come from."""
+
+    exit_code = 4
+    http_status = 409
+
+
+class ImageDecodeError(ClipfindError):
+    """An image could not be decoded safely (corrupt, truncated, not an image, too big)."""
+
+    exit_code = 5
+    http_status = 422
+
+
+class NotFoundError(ClipfindError):
+    """An item, label set or job that does not exist."""
+
+    exit_code = 6
+    http_status = 404
+
+
+class QueryError(ClipfindError):
+    """A search, classification or detection request that cannot be answered as given."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class CollectionError(ClipfindError):
+    """The collection's files or database are unusable (e.g. a missing indexing root)."""
+
+    exit_code = 7
+    http_status = 409

@@ -1,0 +1,183 @@
+"""Safe, fast image decoding shared by the indexer, the API and the zero-shot tools.
+
+* EXIF orientation applied, so vectors and boxes match what a person sees;
+* JPEG draft mode: the DCT decoder scales by 1/2, 1/4 or 1/8 while decoding, so a
+  12 MP photo is decoded at a fraction of its size when the model needs 224 px;
+* palette, alpha (composited on white), 16-bit, CMYK and float images become RGB;
+* a pixel cap against decompression bombs, checked before any pixel is decoded;
+* every failure is an :class:`ImageDecodeError` with a short reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from clipfind.errors import ImageDecodeError
+
+try:  # HEIC/HEIF through a well-kept plugin; AVIF is native in Pillow >= 11.3
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+     ".heic", ".heif", ".avif"}
+)
+DEFAULT_MAX_PIXELS = 150_000_000
+# Draft decoding keeps at least this many times the model's input size on the short
+# side, so the final bicubic resize still averages several source pixels per output.
+DRAFT_OVERSAMPLE = 2
+
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+_MAKE = 271
+_MODEL = 272
+_ORIENTATION = 274
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the catalog keeps about an image besides its vector."""
+
+    width: int
+    height: int
+    taken_at: datetime | None = None
+    camera: str | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image
+    info: ImageInfo
+
+
+def content_hash(data: bytes) -> str:
+    """Hash of a file's bytes: finds moved and duplicate files without decoding them."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def decode_image(
+    data: bytes,
+    target_size: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str = "image",
+) -> DecodedImage:
+    """Decode bytes into an oriented RGB image.
+
+    ``target_size`` (the model's input side) lets JPEGs decode in draft mode; ``None``
+    decodes at full resolution (thumbnails of details, detection crops).
+    """
+    if not data:
+        raise ImageDecodeError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return _decode_open(im, target_size, max_pixels, name)
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(f"{name}: not an image or an unsupported format") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"{name}: too many pixels (decompression bomb?)") from exc
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise ImageDecodeError(f"{name}: corrupt or truncated image ({exc})") from exc
+
+
+def load_image(path: Path, target_size: int | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    return decode_image(read_bytes(path), target_size, max_pixels, name=str(path))
+
+
+def _decode_open(im: Image.Image, target_size: int | None, max_pixels: int,
+                 name: str) -> DecodedImage:
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError(f"{name}: image has no pixels")
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"{name}: {width}x{height} exceeds the {max_pixels:,}-pixel cap "
+            "(raise --max-pixels if this image is genuine)"
+        )
+    info = _read_info(im)
+    try:
+        swap = im.getexif().get(_ORIENTATION) in (5, 6, 7, 8)
+    except Exception:
+        swap = False
+    if target_size and im.format == "JPEG":
+        want = target_size * DRAFT_OVERSAMPLE
+        im.draft("RGB", (want, want))
+    im.load()
+    im = ImageOps.exif_transpose(im) or im
+    rgb = to_rgb(im)
+    w, h = (height, width) if swap else (width, height)
+    return DecodedImage(rgb, ImageInfo(w, h, info.taken_at, info.camera, info.format))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB the way a viewer would show it."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        if mode == "F":
+            top = max(float(arr.max()), 1e-6) if arr.max() > 1.0 else 1.0
+        arr8 = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if (mode == "P" and "transparency" in im.info) or mode in ("LA", "La", "PA"):
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGB", im.size, (255, 255, 255))
+        background.paste(im.convert("RGBA"), mask=im.convert("RGBA").getchannel("A"))
+        return background
+    return im.convert("RGB")
+
+
+def _read_info(im: Image.Image) -> ImageInfo:
+    taken_at = camera = None
+    try:
+        exif = im.getexif()
+        sub = exif.get_ifd(_EXIF_IFD)
+        raw = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
+        taken_at = _parse_exif_time(raw)
+        make = str(exif.get(_MAKE) or "").strip("\x00 ")
+        model = str(exif.get(_MODEL) or "").strip("\x00 ")
+        camera = (model if model.lower().startswith(make.lower()) else f"{make} {model}")
+        camera = camera.strip() or None
+    except Exception:  # broken EXIF must never cost the image
+        pass
+    width, height = im.size
+    return ImageInfo(width, height, taken_at, camera, im.format)
+
+
+def _parse_exif_time(raw: object) -> datetime | None:
+    if not raw:
+        return None
+    text = str(raw).strip("\x00 ")
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y:%m:%d"):
+        try:
+            return datetime.strptime(text[:19], fmt)
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,236 @@
+"""The catalog: items, their metadata and vectors, through SQLAlchemy 2.x.
+
+SQLite by default (WAL mode, so searches read while an index run writes), any
+SQLAlchemy URL otherwise. Every write bumps a generation counter; the FAISS index file
+records the generation it was built from, which is how staleness is detected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Engine, create_engine, delete, event, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
+
+__all__ = ["Catalog", "Item", "ItemState"]
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """What the indexer needs to decide whether a file changed."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+
+
+def vector_to_bytes(vec: npt.NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+def bytes_to_vector(data: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(data, dtype=np.float32)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    is_sqlite = url.startswith("sqlite")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 60} if is_sqlite else {},
+        pool_pre_ping=not is_sqlite,
+    )
+    if is_sqlite:
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+    return engine
+
+
+class Catalog:
+    """Access to one collection's database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    # -- meta --------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._sessions() as session:
+            row = session.get(Meta, key)
+            return None if row is None else row.value
+
+    def set_meta(self, key: str, value: str, session: Session | None = None) -> None:
+        if session is None:
+            with self.session() as s:
+                s.merge(Meta(key=key, value=value))
+        else:
+            session.merge(Meta(key=key, value=value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    def bump_generation(self, session: Session) -> None:
+        """Call inside every transaction that changes vectors or items."""
+        row = session.get(Meta, "generation", with_for_update=True)
+        value = int(row.value) + 1 if row else 1
+        session.merge(Meta(key="generation", value=str(value)))
+
+    # -- items -------------------------------------------------------------------
+    def states_under(self, roots: Iterable[Path]) -> dict[str, ItemState]:
+        """Every item whose path lies under one of ``roots``, keyed by path."""
+        conds = []
+        for root in roots:
+            prefix = str(root).rstrip("/") + "/"
+            escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conds.append(Item.path.like(escaped + "%", escape="\\"))
+            conds.append(Item.path == str(root))
+        if not conds:
+            return {}
+        stmt = select(
+            Item.id, Item.path, Item.size, Item.mtime_ns, Item.content_hash, Item.status
+        ).where(or_(*conds))
+        with self._sessions() as session:
+            return {row.path: ItemState(*row) for row in session.execute(stmt)}
+
+    def ids_with_hashes(self, hashes: Iterable[str]) -> dict[str, int]:
+        """For each hash, one indexed item that has it (to reuse its vector)."""
+        wanted = list(set(hashes))
+        found: dict[str, int] = {}
+        with self._sessions() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                stmt = select(Item.content_hash, func.min(Item.id)).where(
+                    Item.content_hash.in_(chunk), Item.status == STATUS_OK
+                ).group_by(Item.content_hash)
+                found.update({h: i for h, i in session.execute(stmt)})
+        return found
+
+    def get_item(self, item_id: int) -> Item | None:
+        with self._sessions() as session:
+            return session.get(Item, item_id)
+
+    def get_items(self, ids: Iterable[int]) -> dict[int, Item]:
+        wanted = list(ids)
+        out: dict[int, Item] = {}
+        with self._sessions() as session:
+            for start in range(0, len(wanted), 900):
+                chunk = wanted[start : start + 900]
+                out.update({it.id: it for it in session.scalars(select(Item).where(Item.id.in_(chunk)))})
+        return out
+
+    def vector_of(self, item_id: int) -> npt.NDArray[np.float32] | None:
+        with self._sessions() as session:
+            data = session.scalar(
+                select(Item.vector).where(Item.id == item_id, Item.status == STATUS_OK)
+            )
+        return None if data is None else bytes_to_vector(data).copy()
+
+    def iter_vectors(
+        self, chunk: int = 20_000
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
+        """Stream ``(ids, vectors)`` of all indexed items in id order, ``chunk`` at a time."""
+        last = -1
+        with self._sessions() as session:
+            while True:
+                stmt = (
+                    select(Item.id, Item.vector)
+                    .where(Item.status == STATUS_OK, Item.vector.is_not(None), Item.id > last)
+                    .order_by(Item.id)
+                    .limit(chunk)
+                )
+                rows = session.execute(stmt).all()
+                if not rows:
+                    return
+                last = rows[-1][0]
+                yield _rows_to_arrays(rows)
+
+    def vectors_for(
+        self, ids: Iterable[int]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """``(ids, vectors)`` of the given indexed items (missing ids are left out)."""
+        wanted = sorted(set(ids))
+        rows: list = []
+        with self._sessions() as session:
+            for start in range(0, len(wanted), 900):
+                stmt = select(Item.id, Item.vector).where(
+                    Item.status == STATUS_OK, Item.id.in_(wanted[start : start + 900])
+                )
+                rows.extend(session.execute(stmt).all())
+        return _rows_to_arrays(rows)
+
+    def count(self, status: str | None = STATUS_OK) -> int:
+        stmt = select(func.count(Item.id))
+        if status is not None:
+            stmt = stmt.where(Item.status == status)
+        with self._sessions() as session:
+            return int(session.scalar(stmt) or 0)
+
+    def skipped(self, limit: int | None = None) -> list[tuple[int, str, str]]:
+        stmt = (
+            select(Item.id, Item.path, Item.skip_reason)
+            .where(Item.status == STATUS_SKIPPED)
+            .order_by(Item.path)
+        )
+        if limit:
+            stmt = stmt.limit(limit)
+        with self._sessions() as session:
+            return [(i, p, r or "") for i, p, r in session.execute(stmt)]
+
+    def delete_items(self, session: Session, ids: Iterable[int]) -> None:
+        wanted = list(ids)
+        for start in range(0, len(wanted), 900):
+            session.execute(delete(Item).where(Item.id.in_(wanted[start : start + 900])))
+
+    def reset_vectors(self) -> None:
+        """Forget every vector (``--reembed``): the next index run re-encodes everything."""
+        with self.session() as session:
+            session.execute(
+                update(Item).values(vector=None, mtime_ns=-1, status=STATUS_SKIPPED,
+                                    skip_reason="waiting to be re-embedded")
+            )
+            self.bump_generation(session)
+
+    def date_bounds(self) -> tuple[datetime | None, datetime | None]:
+        with self._sessions() as session:
+            lo, hi = session.execute(select(func.min(Item.taken_at), func.max(Item.taken_at))).one()
+        return lo, hi
+
+
+def _rows_to_arrays(rows: list) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.zeros((0, 0), np.float32)
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    return ids, vecs.reshape(len(rows), -1)

@@ -1,0 +1,105 @@
+"""A collection: one catalog, the FAISS index derived from it, and the model identity
+that ties the two to one embedding space."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from clipfind.config import DEFAULT_MODEL, Settings
+from clipfind.errors import ModelMismatchError
+from clipfind.store.catalog import Catalog
+from clipfind.store.vectors import VectorIndex, choose_kind
+
+log = logging.getLogger(__name__)
+
+PROBE_TEXT = "a photo of a dog on a beach"
+_SAME_MODEL_COSINE = 0.99
+
+
+class Collection:
+    """Opens (creating if needed) the collection named by ``settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.collection_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.database_url)
+        self._index: VectorIndex | None = None
+        self._index_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # -- model identity ------------------------------------------------------------
+    @property
+    def stored_model(self) -> str | None:
+        return self.catalog.get_meta("model_spec")
+
+    @property
+    def stored_dim(self) -> int | None:
+        value = self.catalog.get_meta("model_dim")
+        return int(value) if value else None
+
+    @property
+    def model_spec(self) -> str:
+        """The model to use: the one asked for, else the collection's own, else default."""
+        return self.settings.model or self.stored_model or DEFAULT_MODEL
+
+    def bind_model(self, encoder: object, reembed: bool = False) -> None:
+        """Check that ``encoder`` embeds into this collection's space; record it on first
+        use. ``reembed`` adopts the new model and forgets every stored vector."""
+        probe = encoder.encode_texts([PROBE_TEXT])[0]  # type: ignore[attr-defined]
+        stored = self.catalog.get_meta("model_probe")
+        if stored is not None and not reembed:
+            old = np.frombuffer(bytes.fromhex(stored), dtype=np.float32)
+            same = old.shape == probe.shape and float(old @ probe) >= _SAME_MODEL_COSINE
+            if not same:
+                raise ModelMismatchError(
+                    f"Collection '{self.settings.collection}' was indexed with model "
+                    f"{self.stored_model!r} (dim {self.stored_dim}); "
+                    f"{encoder.spec!r} embeds into another space. "  # type: ignore[attr-defined]
+                    "Search it with its own model (omit --model), or re-index with "
+                    "`clipfind index PATH --reembed` to switch models."
+                )
+            return
+        if stored is not None and reembed:
+            log.info("re-embedding collection with %s", encoder.spec)  # type: ignore[attr-defined]
+            self.catalog.reset_vectors()
+        with self.catalog.session() as session:
+            self.catalog.set_meta("model_spec", encoder.spec, session)  # type: ignore[attr-defined]
+            self.catalog.set_meta("model_dim", str(probe.shape[0]), session)
+            self.catalog.set_meta("model_probe", probe.astype(np.float32).tobytes().hex(), session)
+
+    # -- the FAISS index -------------------------------------------------------------
+    def vector_index(self) -> VectorIndex:
+        """The index for the catalog's current generation: loaded from disk when fresh,
+        otherwise rebuilt from the catalog and saved."""
+        generation = self.catalog.generation
+        with self._index_lock:
+            if self._index is not None and self._index.generation == generation:
+                return self._index
+            loaded = VectorIndex.load(self.settings.index_path)
+            if loaded is not None and loaded.generation == generation:
+                self._index = loaded
+            else:
+                self._index = self.rebuild_index(generation)
+            return self._index
+
+    def rebuild_index(self, generation: int | None = None) -> VectorIndex:
+        if generation is None:
+            generation = self.catalog.generation
+        id_chunks, vec_chunks = [], []
+        for ids, vecs in self.catalog.iter_vectors():
+            id_chunks.append(ids)
+            vec_chunks.append(vecs)
+        dim = self.stored_dim or (vec_chunks[0].shape[1] if vec_chunks else 0)
+        if not dim:
+            dim = 1
+        ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int64)
+        vecs = np.concatenate(vec_chunks) if vec_chunks else np.zeros((0, dim), np.float32)
+        log.info("building %s index over %d vectors", choose_kind(len(ids)), len(ids))
+        index = VectorIndex.build(ids, vecs, dim, generation=generation)
+        index.save(self.settings.index_path)
+        return index

@@ -1,0 +1,96 @@
+"""The reader/mapper stage: one file in, one :class:`Prepared` out. Runs in worker
+threads (PIL and hashing release the GIL), so decoding overlaps with encoding."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clipfind.errors import ImageDecodeError
+from clipfind.imageio import ImageInfo, content_hash, decode_image, read_bytes
+from clipfind.store.catalog import Catalog, ItemState
+from indexer.walk import FileEntry
+
+# What happened to a file, decided before or instead of decoding it.
+NEW, CHANGED, MOVED, TOUCHED, DUPLICATE, SKIPPED = (
+    "new", "changed", "moved", "touched", "duplicate", "skipped"
+)
+
+
+@dataclass
+class Prepared:
+    entry: FileEntry
+    action: str
+    existing_id: int | None = None  # catalog row for this path, if any
+    source_id: int | None = None  # moved: the row to re-point; duplicate: vector donor
+    content_hash: str | None = None
+    pixels: Any = None  # preprocessed tensor, for NEW/CHANGED
+    info: ImageInfo | None = None
+    reason: str | None = None
+
+
+class Preparer:
+    """Decides per file: move, touch, duplicate, decode, or skip with a reason."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        existing: dict[str, ItemState],
+        missing_by_hash: dict[str, ItemState],
+        transform: Callable[[Any], Any],
+        target_size: int,
+        max_pixels: int,
+    ) -> None:
+        self.catalog = catalog
+        self.existing = existing
+        self.missing_by_hash = missing_by_hash
+        self.transform = transform
+        self.target_size = target_size
+        self.max_pixels = max_pixels
+        self._claim_lock = threading.Lock()
+        self.claimed: set[int] = set()  # ids of rows re-pointed to a moved file
+
+    def __call__(self, entry: FileEntry) -> Prepared:
+        old = self.existing.get(entry.path)
+        existing_id = old.id if old else None
+        action = CHANGED if old else NEW
+        try:
+            data = read_bytes(Path(entry.path))
+        except ImageDecodeError as exc:
+            return Prepared(entry, SKIPPED, existing_id, reason=str(exc))
+        digest = content_hash(data)
+        if old is not None and old.content_hash == digest and old.status == "ok":
+            return Prepared(entry, TOUCHED, existing_id, content_hash=digest)
+        if old is None:
+            moved = self._claim_move(digest)
+            if moved is not None:
+                return Prepared(entry, MOVED, None, moved.id, digest)
+        donor = self.catalog.ids_with_hashes([digest]).get(digest)
+        if donor is not None and donor != existing_id:
+            return Prepared(entry, DUPLICATE, existing_id, donor, digest)
+        try:
+            decoded = decode_image(data, self.target_size, self.max_pixels, name=entry.path)
+            pixels = self.transform(decoded.image)
+        except ImageDecodeError as exc:
+            return Prepared(entry, SKIPPED, existing_id, content_hash=digest, reason=_short(exc))
+        except Exception as exc:  # a transform failure on a weird image is still one file
+            return Prepared(entry, SKIPPED, existing_id, content_hash=digest,
+                            reason=f"cannot preprocess: {exc}")
+        return Prepared(entry, action, existing_id, None, digest, pixels, decoded.info)
+
+    def _claim_move(self, digest: str) -> ItemState | None:
+        with self._claim_lock:
+            state = self.missing_by_hash.pop(digest, None)
+            if state is not None:
+                self.claimed.add(state.id)
+            return state
+
+
+def _short(exc: ImageDecodeError) -> str:
+    # The path is already in the report's row; keep the reason itself.
+    text = str(exc)
+    head, sep, tail = text.partition(": ")
+    return tail if sep and head.startswith("/") else text

@@ -1,0 +1,180 @@
+"""Indexing a collection: walk → plan → prepare (threads) → encode (batches) → write.
+
+Incremental by (size, mtime); a moved or renamed file keeps its vector (content hash);
+files gone from an indexed root leave the catalog at the end of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clipfind.errors import CollectionError
+from clipfind.store.catalog import ItemState
+from clipfind.store.collection import Collection
+from indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared, Preparer
+from indexer.walk import FileEntry, walk
+from indexer.writer import remove_missing, write_batch
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IndexSummary:
+    """What one run did. ``skipped`` lists (path, reason) of files skipped in this run."""
+
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    encoded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "added": self.added, "updated": self.updated, "moved": self.moved,
+            "removed": self.removed, "unchanged": self.unchanged,
+            "skipped": len(self.skipped),
+            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
+            "encoded": self.encoded, "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+        }
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def index_paths(
+    collection: Collection,
+    encoder: object,
+    roots: Iterable[Path],
+    exclude: Iterable[str] = (),
+    batch_size: int | None = None,
+    workers: int | None = None,
+    reembed: bool = False,
+    prune: bool = True,
+    progress: Progress | None = None,
+) -> IndexSummary:
+    """Bring the catalog and index up to date with the files under ``roots``."""
+    started = time.perf_counter()
+    roots = [Path(os.path.abspath(os.path.expanduser(str(r)))) for r in roots]
+    for root in roots:
+        if not root.exists():
+            raise CollectionError(
+                f"{root} does not exist (unmounted drive?); nothing was changed. "
+                "Fix the path, or remove its items with `clipfind forget`."
+            )
+    collection.bind_model(encoder, reembed=reembed)
+    catalog = collection.catalog
+    existing = catalog.states_under(roots)
+    summary = IndexSummary()
+    entries = list(walk(roots, exclude, skip_dirs=[collection.settings.data_dir]))
+    seen = {e.path for e in entries}
+    todo = [e for e in entries if _changed(existing.get(e.path), e)]
+    summary.unchanged = len(entries) - len(todo)
+    missing = {p: s for p, s in existing.items() if p not in seen}
+    missing_by_hash = {s.content_hash: s for s in missing.values()
+                       if s.content_hash and s.status == "ok"}
+    preparer = Preparer(
+        catalog, existing, missing_by_hash, encoder.preprocess,  # type: ignore[attr-defined]
+        encoder.image_size, collection.settings.max_pixels,  # type: ignore[attr-defined]
+    )
+    batch_size = batch_size or collection.settings.batch_size
+    workers = workers or collection.settings.workers or default_workers()
+    _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress)
+    gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
+    if prune:
+        remove_missing(catalog, gone)
+        summary.removed = len(gone)
+    collection.vector_index()  # rebuild/save now, not on the first search
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _changed(old: ItemState | None, entry: FileEntry) -> bool:
+    return old is None or old.size != entry.size or old.mtime_ns != entry.mtime_ns
+
+
+def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  # type: ignore[no-untyped-def]
+                  batch_size: int, workers: int, summary: IndexSummary,
+                  progress: Progress | None) -> None:
+    import torch
+
+    pending: list[Prepared] = []
+    decoded = 0
+    done = 0
+    if progress:
+        progress(0, len(todo))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        for prepared in _bounded_map(pool, preparer, todo, window=batch_size * 2 + workers):
+            pending.append(prepared)
+            _count(prepared, summary)
+            if prepared.pixels is not None:
+                decoded += 1
+            if decoded >= batch_size or len(pending) >= batch_size * 8:
+                done += len(pending)
+                _flush(catalog, encoder, pending, summary, torch)
+                pending, decoded = [], 0
+                if progress:
+                    progress(done, len(todo))
+        if pending:
+            done += len(pending)
+            _flush(catalog, encoder, pending, summary, torch)
+            if progress:
+                progress(done, len(todo))
+
+
+def _flush(catalog, encoder, batch: list[Prepared], summary: IndexSummary, torch) -> None:  # type: ignore[no-untyped-def]
+    tensors = [p.pixels for p in batch if p.pixels is not None]
+    vectors = encoder.encode_pixels(torch.stack(tensors)) if tensors else None
+    summary.encoded += len(tensors)
+    write_batch(catalog, batch, vectors)
+    for p in batch:
+        p.pixels = None  # free memory early
+
+
+def _count(p: Prepared, summary: IndexSummary) -> None:
+    if p.action == NEW or (p.action == DUPLICATE and p.existing_id is None):
+        summary.added += 1
+    elif p.action in (CHANGED, DUPLICATE):
+        summary.updated += 1
+    elif p.action == MOVED:
+        summary.moved += 1
+    elif p.action == TOUCHED:
+        summary.unchanged += 1
+    elif p.action == SKIPPED:
+        summary.skipped.append((p.entry.path, p.reason or "unknown"))
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[FileEntry], Prepared],
+                 items: list[FileEntry], window: int) -> Iterator[Prepared]:
+    """``pool.map`` in order, with at most ``window`` results waiting in memory."""
+    futures: list[Future[Prepared]] = []
+    it = iter(items)
+    for item in it:
+        futures.append(pool.submit(fn, item))
+        if len(futures) >= window:
+            break
+    head = 0
+    while head < len(futures):
+        result = futures[head].result()
+        futures[head] = None  # type: ignore[call-overload]
+        head += 1
+        nxt = next(it, None)
+        if nxt is not None:
+            futures.append(pool.submit(fn, nxt))
+        yield result

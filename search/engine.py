@@ -1,0 +1,94 @@
+"""Search: a query becomes a vector, FAISS ranks, the catalog fills in the details."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from clipfind.errors import QueryError
+from clipfind.store.collection import Collection
+from search.filters import Filters, allowed_ids
+from search.query import Term, query_vector
+
+MAX_K = 1000
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    path: str
+    score: float
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    camera: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        out["taken_at"] = self.taken_at.isoformat() if self.taken_at else None
+        return out
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    hits: list[Hit]
+    offset: int
+    k: int
+    query: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"query": self.query, "offset": self.offset, "k": self.k,
+                "results": [h.as_dict() for h in self.hits]}
+
+
+def search(
+    collection: Collection,
+    encoder: object,
+    terms: Sequence[Term],
+    k: int = 20,
+    offset: int = 0,
+    filters: Filters | None = None,
+    min_score: float | None = None,
+) -> SearchPage:
+    """Rank the collection's images for a query. Results are ordered by score, ties by
+    id, so pages are stable; filters apply before top-k."""
+    if not 1 <= k <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}")
+    if offset < 0:
+        raise QueryError("offset must be >= 0")
+    needs_model = any(t.item_id is None for t in terms)
+    if needs_model:
+        collection.bind_model(encoder)
+    vec = query_vector(terms, encoder, collection.catalog, collection.settings.max_pixels)
+    return search_vector(collection, vec, k, offset, filters, min_score,
+                         [t.describe() for t in terms])
+
+
+def search_vector(
+    collection: Collection,
+    vec: npt.NDArray[np.float32],
+    k: int = 20,
+    offset: int = 0,
+    filters: Filters | None = None,
+    min_score: float | None = None,
+    described: list[str] | None = None,
+) -> SearchPage:
+    index = collection.vector_index()
+    allowed = allowed_ids(collection.catalog, filters or Filters())
+    want = offset + k + 1  # one more, so ties at the page edge sort the same every time
+    scores, ids = index.search(vec, want, allowed)
+    order = sorted(range(len(ids)), key=lambda i: (-round(float(scores[i]), 6), int(ids[i])))
+    picked = [(int(ids[i]), float(scores[i])) for i in order][offset : offset + k]
+    if min_score is not None:
+        picked = [(i, s) for i, s in picked if s >= min_score]
+    items = collection.catalog.get_items(i for i, _ in picked)
+    hits = [
+        Hit(i, it.path, round(s, 6), it.width, it.height, it.taken_at, it.camera)
+        for i, s in picked
+        if (it := items.get(i)) is not None
+    ]
+    return SearchPage(hits, offset, k, described or [])
