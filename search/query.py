@@ -47,7 +47,8 @@ class Term:
         return f"{self.weight:g}:{what}"
 
 
-def parse_term(raw: str, weight: float = 1.0) -> Term:
+def parse_term(raw: str, weight: float = 1.0, allow_files: bool = True) -> Term:
+    """One term; ``allow_files=False`` (the HTTP API) never treats text as a path."""
     raw = raw.strip()
     m = _WEIGHT.match(raw)
     if m:
@@ -58,13 +59,15 @@ def parse_term(raw: str, weight: float = 1.0) -> Term:
     item = _ITEM.match(raw)
     if item:
         return Term(weight, item_id=int(item.group(1)))
+    if not allow_files:
+        return Term(weight, text=raw)
     path = Path(raw).expanduser()
     if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
         return Term(weight, image=path)
     return Term(weight, text=raw)
 
 
-def parse_query(text: str) -> list[Term]:
+def parse_query(text: str, allow_files: bool = True) -> list[Term]:
     """Parse the rclip-style syntax above into terms."""
     text = text.strip()
     if not text:
@@ -73,9 +76,9 @@ def parse_query(text: str) -> list[Term]:
     if text.startswith("- "):
         sign, text = -1.0, text[2:]
     parts = _SPLIT.split(text)
-    terms = [parse_term(parts[0], sign)]
+    terms = [parse_term(parts[0], sign, allow_files)]
     for op, raw in zip(parts[1::2], parts[2::2], strict=True):
-        terms.append(parse_term(raw, 1.0 if op == "+" else -1.0))
+        terms.append(parse_term(raw, 1.0 if op == "+" else -1.0, allow_files))
     return terms
 
 
