@@ -1,0 +1,232 @@
+"""Label a whole collection from its stored vectors, and read the label sets back.
+
+``label_collection`` never decodes an image: it streams ``(ids, vectors)`` from the
+catalog in chunks, scores each chunk against the label vectors with one matrix product
+(``search.scoring``, the same code ``classify`` runs), keeps the labels each item is
+given, and replaces the named label set in one transaction at the end, so readers see
+the old set or the new one, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+
+from clipfind.errors import NotFoundError, QueryError
+from clipfind.store.schema import Item, ItemLabel, LabelSet
+from search.filters import Filters, allowed_ids
+from search.prompts import DEFAULT_BACKGROUND, prompt_vectors
+from search.scoring import Scorer, pick, score_vectors
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SET = "default"
+CHUNK = 16_384
+_INSERT_CHUNK = 50_000
+
+
+@dataclass(frozen=True)
+class LabelRunSummary:
+    name: str
+    model: str
+    mode: str
+    labels: list[str]
+    scored: int
+    labelled: int
+    counts: dict[str, int]
+    seconds: float
+
+    @property
+    def none_of_these(self) -> int:
+        return self.scored - self.labelled
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "none_of_these": self.none_of_these}
+
+
+@dataclass(frozen=True)
+class LabelSetInfo:
+    name: str
+    labels: list[str]
+    templates: list[str]
+    model: str
+    params: dict[str, Any]
+    created_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+    labelled_items: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat(timespec="seconds")
+        out["none_of_these"] = max(0, int(self.params.get("scored", 0)) - self.labelled_items)
+        return out
+
+
+def label_collection(
+    collection: Any,
+    encoder: Any,
+    labels: Sequence[str],
+    name: str = DEFAULT_SET,
+    templates: str | Path | Sequence[str] | None = None,
+    multi_label: bool = False,
+    threshold: float | None = None,
+    top: int | None = None,
+    path: str | None = None,
+    background: Sequence[str] | None = DEFAULT_BACKGROUND,
+    chunk: int = CHUNK,
+    progress: Callable[[int, int], None] | None = None,
+) -> LabelRunSummary:
+    """Score every indexed item (or those under ``path``) and store the labels they are
+    given as the set ``name``, replacing an earlier set of that name. ``top``: labels
+    per item (default 1, or every accepted label with ``multi_label``)."""
+    name = _check_name(name)
+    if top is not None and top < 1:
+        raise QueryError("--top must be at least 1")
+    if top is None and not multi_label:
+        top = 1
+    collection.bind_model(encoder)  # the label vectors must live in the items' space
+    prompts = prompt_vectors(encoder, labels, templates, background)
+    scorer = Scorer.for_model(encoder, multi_label)
+    started = time.perf_counter()
+    scored, (item_ids, cols, vals, ranks) = _score_all(
+        collection.catalog, path, chunk, lambda v: pick(score_vectors(v, prompts, scorer, threshold), top),
+        progress)
+    params = {"mode": scorer.mode.value, "threshold": threshold, "top": top,
+              "multi_label": multi_label, "path": path, "background": list(prompts.background),
+              "scored": scored}
+    model = collection.stored_model or getattr(encoder, "spec", "")
+    _replace_set(collection.catalog, name, prompts.labels, prompts.templates, model, params,
+                 (item_ids, cols, vals, ranks))
+    counts = np.bincount(cols.astype(np.int64), minlength=len(prompts.labels))
+    return LabelRunSummary(
+        name, model, scorer.mode.value, list(prompts.labels), scored,
+        len(np.unique(item_ids)), {lb: int(c) for lb, c in zip(prompts.labels, counts, strict=True)},
+        round(time.perf_counter() - started, 3),
+    )
+
+
+def _score_all(catalog: Any, path: str | None, chunk: int, pick_chunk: Callable[[Any], tuple],
+               progress: Callable[[int, int], None] | None) -> tuple[int, tuple[np.ndarray, ...]]:
+    """Run ``pick_chunk`` over every chunk of stored vectors; concatenated results."""
+    parts: list[tuple[np.ndarray, ...]] = []
+    scored, total = 0, catalog.count()
+    for ids, vecs in _vectors(catalog, path, chunk):
+        rows, cols, vals, ranks = pick_chunk(vecs)
+        parts.append((ids[rows], cols, vals.astype(np.float32), ranks))
+        scored += len(ids)
+        if progress:
+            progress(scored, total)
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return 0, (empty, empty, np.zeros(0, np.float32), empty)
+    return scored, tuple(np.concatenate(col) for col in zip(*parts, strict=True))
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 100 or ":" in name:
+        raise QueryError(f"label set name {name!r} must be 1-100 characters without ':'")
+    return name
+
+
+def _vectors(catalog: Any, path: str | None, chunk: int) -> Iterator[tuple[Any, Any]]:
+    if not path:
+        yield from catalog.iter_vectors(chunk)
+        return
+    wanted = allowed_ids(catalog, Filters(path=path))
+    for start in range(0, len(wanted), chunk):
+        ids, vecs = catalog.vectors_for(wanted[start : start + chunk].tolist())
+        if len(ids):
+            yield ids, vecs
+
+
+def _replace_set(catalog: Any, name: str, labels: Sequence[str], templates: Sequence[str],
+                 model: str, params: dict[str, Any], rows: tuple[np.ndarray, ...]) -> None:
+    item_ids, cols, vals, ranks = rows
+    with catalog.session() as session:
+        old = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+        if old is not None:
+            session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
+            session.execute(delete(LabelSet).where(LabelSet.id == old))
+        new = LabelSet(name=name, labels=json.dumps(list(labels)),
+                       templates=json.dumps(list(templates)), model=model,
+                       params=json.dumps(params), created_at=datetime.now())
+        session.add(new)
+        session.flush()
+        label_of = list(labels)
+        for start in range(0, len(item_ids), _INSERT_CHUNK):
+            stop = start + _INSERT_CHUNK
+            session.execute(insert(ItemLabel), [
+                {"set_id": new.id, "item_id": int(i), "label": label_of[c], "score": float(s),
+                 "rank": int(r)}
+                for i, c, s, r in zip(item_ids[start:stop].tolist(), cols[start:stop].tolist(),
+                                      vals[start:stop].tolist(), ranks[start:stop].tolist(),
+                                      strict=True)
+            ])
+    log.info("label set %r: %d labels stored", name, len(item_ids))
+
+
+# -- reading -----------------------------------------------------------------------
+def _info(session: Any, row: LabelSet) -> LabelSetInfo:
+    counts = dict(session.execute(
+        select(ItemLabel.label, func.count()).where(ItemLabel.set_id == row.id)
+        .group_by(ItemLabel.label)).all())
+    labelled = session.scalar(select(func.count(func.distinct(ItemLabel.item_id)))
+                              .where(ItemLabel.set_id == row.id)) or 0
+    labels = json.loads(row.labels)
+    return LabelSetInfo(row.name, labels, json.loads(row.templates), row.model,
+                        json.loads(row.params or "{}"), row.created_at,
+                        {lb: int(counts.get(lb, 0)) for lb in labels}, int(labelled))
+
+
+def label_set_summary(catalog: Any, name: str) -> LabelSetInfo:
+    """A label set's definition and how many items got each label."""
+    with catalog.session() as session:
+        row = session.scalar(select(LabelSet).where(LabelSet.name == name))
+        if row is None:
+            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
+        return _info(session, row)
+
+
+def list_label_sets(catalog: Any) -> list[LabelSetInfo]:
+    with catalog.session() as session:
+        return [_info(session, row) for row in session.scalars(select(LabelSet).order_by(LabelSet.name))]
+
+
+def delete_label_set(catalog: Any, name: str) -> None:
+    with catalog.session() as session:
+        old = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+        if old is None:
+            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
+        session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
+        session.execute(delete(LabelSet).where(LabelSet.id == old))
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    item_id: int
+    path: str
+    label: str
+    score: float
+    rank: int
+
+
+def label_rows(catalog: Any, name: str) -> list[LabelRow]:
+    """Every stored label of the set, by item id then rank."""
+    with catalog.session() as session:
+        set_id = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+        if set_id is None:
+            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
+        stmt = (select(ItemLabel.item_id, Item.path, ItemLabel.label, ItemLabel.score, ItemLabel.rank)
+                .join(Item, Item.id == ItemLabel.item_id).where(ItemLabel.set_id == set_id)
+                .order_by(ItemLabel.item_id, ItemLabel.rank))
+        return [LabelRow(*r) for r in session.execute(stmt)]
