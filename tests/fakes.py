@@ -7,6 +7,7 @@ the encoder's interface, so the indexer, search and API run on it unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,7 +61,8 @@ class ColourEncoder:
         self.texts_encoded += len(texts)
         rows = []
         for text in texts:
-            words = [COLOURS[w] for w in text.lower().replace(",", " ").split() if w in COLOURS]
+            # punctuation is not part of a word: "a photo of a red." is red
+            words = [COLOURS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in COLOURS]
             rgb = np.mean(words, axis=0) / 255.0 if words else np.array([0.5, 0.5, 0.5])
             rows.append(_colour_vector(rgb))
         return np.stack(rows)
