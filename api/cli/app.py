@@ -23,6 +23,7 @@ app = typer.Typer(
 
 COMMAND_MODULES = [
     "api.cli.engine_cmds",
+    "api.cli.serve_cmds",
 ]
 
 

@@ -1,0 +1,131 @@
+"""The app factory. Nothing heavy happens at import or in ``create_app``: the lifespan
+opens the collection and loads the model; shutdown cancels jobs and closes the store."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.http.deps import require_api_key
+from api.http.errors import BodyLimitMiddleware, install_error_handlers
+from api.http.models import ErrorOut
+from api.http.state import EncoderFactory, open_state
+from clipfind import __version__
+from clipfind.config import Settings
+from clipfind.errors import ClipfindError
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+# Optional features: (name, module). A module whose library part has not landed is
+# left out (ImportError), and the web page hides its view (GET /info lists features).
+OPTIONAL = [("classify", "api.http.routes_labels"), ("detect", "api.http.routes_detect")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": why} for code, why in [
+        (401, "Missing or wrong API key."), (404, "No such item, label set, root or job."),
+        (409, "The collection's state forbids it (e.g. model mismatch)."),
+        (413, "Upload too large."), (415, "Unsupported content type."),
+        (422, "Invalid input: the message says which and why.")]
+}
+DESCRIPTION = """Search a photo collection by text and by example, label it and detect
+objects zero-shot, on one CLIP/SigLIP embedding space. When the server has an API key
+(`CLIPFIND_API_KEY`), every endpoint but `/health` needs it as `X-API-Key: KEY` or
+`Authorization: Bearer KEY`. Items are addressed by id; only indexed files are served."""
+
+
+def optional_routers() -> list[tuple[str, ModuleType]]:
+    """``(feature, route module)`` for each optional feature present; each module has
+    ``router`` and ``BODY_MODELS`` (bodies documented by hand: JSON or multipart)."""
+    found = []
+    for name, module in OPTIONAL:
+        try:
+            found.append((name, importlib.import_module(module)))
+        except ImportError as exc:
+            log.debug("feature %s unavailable: %s", name, exc)
+    return found
+
+
+def create_app(settings: Settings | None = None,
+               encoder_factory: EncoderFactory | None = None) -> FastAPI:
+    """Build the app for ``settings``. ``encoder_factory(settings, collection)`` makes
+    the encoder (tests pass a fake); default: the collection's open_clip model."""
+    from api.http import routes_items, routes_meta, routes_search
+
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state = await run_in_threadpool(open_state, settings, encoder_factory)
+        except ClipfindError as exc:
+            app.state.startup_error = exc  # `clipfind serve` reports it as one sentence
+            raise
+        app.state.clipfind = state
+        try:
+            yield
+        finally:
+            await run_in_threadpool(state.close)
+
+    app = FastAPI(title="clipfind", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + 1024 * 1024,
+                       file_limit=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type"])
+    app.include_router(routes_meta.public)
+    secured = [Depends(require_api_key)]
+    app.include_router(routes_meta.router, responses=ERRORS)
+    for module in (routes_search, routes_items):
+        app.include_router(module.router, dependencies=secured, responses=ERRORS)
+    for _name, module in optional_routers():
+        app.include_router(module.router, dependencies=secured, responses=ERRORS)
+    _add_web(app)
+    _customise_openapi(app)
+    return app
+
+
+def _add_web(app: FastAPI) -> None:
+    """The page and its assets carry no data, so they load without the key; the page
+    asks for the key when the API answers 401."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _customise_openapi(app: FastAPI) -> None:
+    from api.http.uploads import add_body_schemas
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            app.openapi_schema = add_body_schemas(schema, _body_models())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _body_models() -> list[Any]:
+    from api.http.models import SearchRequest
+
+    models: list[Any] = [SearchRequest]
+    for _name, module in optional_routers():
+        models.extend(getattr(module, "BODY_MODELS", []))
+    return models

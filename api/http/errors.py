@@ -1,0 +1,107 @@
+"""Error handling at the HTTP boundary: domain errors become their ``http_status`` with a
+clear message; anything unexpected is logged and answered with a generic 500, never a
+stack trace. Request bodies are capped before they are read."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clipfind.errors import ClipfindError
+
+log = logging.getLogger(__name__)
+
+
+class PayloadTooLarge(HTTPException):
+    """413: a request body or uploaded file over ``Settings.max_upload_bytes``."""
+
+    def __init__(self, limit: int, what: str = "request body") -> None:
+        super().__init__(
+            413,
+            f"{what} is larger than the {limit:,}-byte limit "
+            "(the server's max_upload_bytes / CLIPFIND_MAX_UPLOAD_BYTES)",
+        )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map :class:`ClipfindError` to its status; catch everything else."""
+
+    @app.exception_handler(ClipfindError)
+    async def _domain_error(_request: Request, exc: ClipfindError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
+
+    app.add_middleware(CatchAllMiddleware)
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class CatchAllMiddleware:
+    """The last line: an exception that escaped every handler is logged with its trace
+    here and the client gets ``{"detail": "internal server error"}``. Pure ASGI (not
+    Starlette's error middleware) so test clients see the response, not a re-raise."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            await _send_json(send, 500, {"detail": "internal server error"})
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` (413), by Content-Length up front and by
+    counting chunked bodies as they arrive, so a huge upload is never spooled to disk."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, file_limit: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.file_limit = file_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await _send_json(send, 413, {"detail": PayloadTooLarge(self.file_limit).detail})
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException, so FastAPI's body parsing re-raises it as is.
+                    raise PayloadTooLarge(self.file_limit)
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,141 @@
+"""Pydantic models at the HTTP boundary: request bodies and every response shape, so
+``/docs`` and the OpenAPI schema say exactly what goes in and comes out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TERMS = 20
+MAX_ID = 2**62  # larger ids cannot exist (SQLite integers); treated as "not found"
+
+
+class ErrorOut(BaseModel):
+    detail: str | list[Any] = Field(description="What went wrong and what to do.")
+
+
+class HitOut(BaseModel):
+    id: int
+    score: float = Field(description="Cosine similarity to the query vector.")
+    path: str
+    name: str = Field(description="The file's name.")
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = Field(None, description="EXIF capture time, if known.")
+    camera: str | None = None
+    thumbnail: str = Field(description="URL of a thumbnail (add ?size=N).")
+    image: str = Field(description="URL of the original file.")
+
+
+class SearchOut(BaseModel):
+    query: list[str] = Field(description="The query terms as understood, with weights.")
+    offset: int
+    k: int
+    results: list[HitOut]
+    next_offset: int | None = Field(None, description="Offset of the next page; null at the end.")
+
+
+class SearchRequest(BaseModel):
+    """A search as a JSON body (or the same fields as multipart form fields, plus an
+    ``image`` file part to search by example)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    q: str | None = Field(None, max_length=2000, description=(
+        "Text, or a weighted mix in the query syntax: '2:golden retriever + #42 - leash'. "
+        "'#N' is an indexed item; text is never read as a file path."))
+    not_: list[str] = Field(default_factory=list, alias="not", max_length=MAX_TERMS,
+                            description="Texts to steer away from.")
+    items: list[int] = Field(default_factory=list, max_length=MAX_TERMS,
+                             description="Ids of indexed items to search by example.")
+    not_items: list[int] = Field(default_factory=list, max_length=MAX_TERMS,
+                                 description="Ids of indexed items to steer away from.")
+    image_weight: float = Field(1.0, ge=-10, le=10,
+                                description="Weight of the uploaded example image (multipart).")
+    k: int = Field(20, ge=1, le=200, description="Results per page.")
+    offset: int = Field(0, ge=0, le=10_000)
+    min_score: float | None = Field(None, ge=-1, le=1)
+    path: str | None = Field(None, max_length=1000, description="Glob on the full path.")
+    after: str | None = Field(None, max_length=40, description="Taken on/after YYYY[-MM[-DD]].")
+    before: str | None = Field(None, max_length=40, description="Taken on/before YYYY[-MM[-DD]].")
+    label: str | None = Field(None, max_length=300, description="LABEL or SET:LABEL.")
+
+
+class ItemLabelOut(BaseModel):
+    set: str
+    label: str
+    score: float
+
+
+class ItemOut(BaseModel):
+    id: int
+    path: str
+    name: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    taken_at: datetime | None = None
+    camera: str | None = None
+    format: str | None = None
+    indexed_at: datetime | None = None
+    labels: list[ItemLabelOut] = Field(default_factory=list)
+    thumbnail: str
+    image: str
+
+
+class RootOut(BaseModel):
+    name: str = Field(description="What POST /index takes as 'root'.")
+    path: str
+    exists: bool
+
+
+class IndexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    root: str | None = Field(None, max_length=300, description=(
+        "Name of a root configured on the server (see GET /roots); null indexes all. "
+        "A client can never name a path."))
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: Literal["index"] = "index"
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    roots: list[str]
+    done: int = Field(0, description="Files processed so far.")
+    total: int = Field(0, description="Files to process (known once the walk is done).")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    summary: dict[str, Any] | None = Field(None, description="The indexer's summary when done.")
+    error: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class IndexStateOut(BaseModel):
+    kind: str
+    vectors: int
+    generation: int
+
+
+class InfoOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    collection: str
+    model: str | None
+    dim: int | None
+    indexed: int
+    skipped: int
+    index: IndexStateOut
+    version: str
+    auth_required: bool
+    max_upload_bytes: int
+    max_pixels: int
+    roots: list[RootOut]
+    features: list[str] = Field(description="Optional endpoints this server offers.")

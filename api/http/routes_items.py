@@ -1,0 +1,88 @@
+"""Items by id: metadata, the original file and cached thumbnails. Only files the
+indexer accepted are ever served; URLs carry ids, never paths."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from api.http.deps import CollectionDep, StateDep
+from api.http.models import MAX_ID, ItemLabelOut, ItemOut
+from clipfind.errors import NotFoundError
+from clipfind.store.collection import Collection
+from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet
+
+router = APIRouter(tags=["items"])
+# The browser may keep an original or a thumbnail for a day; ids are never reused and
+# thumbnails are keyed by content, so a stale copy can only be a few hours' edit late.
+_CACHE = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+
+
+def indexed_item(item_id: int, collection: CollectionDep) -> Item:
+    """The indexed item ``item_id``, or 404 (unknown ids and skipped files alike)."""
+    item = collection.catalog.get_item(item_id) if 0 < item_id < MAX_ID else None
+    if item is None or item.status != STATUS_OK:
+        raise NotFoundError(f"item #{item_id} is not in the collection")
+    return item
+
+
+ItemDep = Annotated[Item, Depends(indexed_item)]
+
+
+def item_labels(collection: Collection, item_id: int) -> list[ItemLabelOut]:
+    stmt = (
+        select(LabelSet.name, ItemLabel.label, ItemLabel.score)
+        .join(LabelSet, LabelSet.id == ItemLabel.set_id)
+        .where(ItemLabel.item_id == item_id)
+        .order_by(LabelSet.name, ItemLabel.rank, ItemLabel.score.desc())
+    )
+    with collection.catalog.session() as session:
+        return [ItemLabelOut(set=s, label=lab, score=round(float(sc), 6))
+                for s, lab, sc in session.execute(stmt)]
+
+
+# `{item_id:int}`: anything but digits (e.g. an encoded '../') matches no route → 404.
+@router.get("/items/{item_id:int}", response_model=ItemOut, summary="An item's metadata")
+def get_item(item: ItemDep, collection: CollectionDep) -> ItemOut:
+    """Metadata of an indexed image, with the labels label sets gave it."""
+    return ItemOut(
+        id=item.id, path=item.path, name=Path(item.path).name, size=item.size,
+        width=item.width, height=item.height, taken_at=item.taken_at, camera=item.camera,
+        format=item.format, indexed_at=item.indexed_at,
+        labels=item_labels(collection, item.id),
+        thumbnail=f"/items/{item.id}/thumbnail", image=f"/items/{item.id}/image",
+    )
+
+
+@router.get(
+    "/items/{item_id:int}/image", response_class=FileResponse, summary="The original file",
+    responses={200: {"content": {"image/*": {}}, "description": "The image file as indexed."}},
+)
+def get_image(item: ItemDep) -> FileResponse:
+    """The original file of an indexed image (404 when it is gone from disk)."""
+    path = Path(item.path)
+    if not path.is_file():
+        raise NotFoundError(f"item #{item.id}'s file is gone from disk; re-index its folder")
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, headers=_CACHE,
+                        content_disposition_type="inline", filename=path.name)
+
+
+@router.get(
+    "/items/{item_id:int}/thumbnail", response_class=FileResponse, summary="A JPEG thumbnail",
+    responses={200: {"content": {"image/jpeg": {}}, "description": "EXIF-rotated JPEG."}},
+)
+def get_thumbnail(
+    item: ItemDep,
+    state: StateDep,
+    size: Annotated[int, Query(ge=16, le=1024, description=(
+        "Longest side in pixels; rounded up to one of 64, 128, 256, 384, 512, 768, 1024."))] = 256,
+) -> FileResponse:
+    """A thumbnail, made once and cached on disk (keyed by the file's content)."""
+    path = state.thumbs.get(item, size)
+    return FileResponse(path, media_type="image/jpeg", headers=_CACHE)

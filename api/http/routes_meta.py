@@ -1,0 +1,62 @@
+"""``/health`` (no key needed), ``/info``, ``/roots``, ``POST /index`` and ``/jobs``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api.http.deps import StateDep, require_api_key
+from api.http.models import HealthOut, IndexRequest, InfoOut, JobOut, RootOut
+from clipfind import __version__
+from search.info import collection_info
+
+public = APIRouter(tags=["server"])
+router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
+
+
+def features() -> list[str]:
+    """Optional endpoints present in this build (the web page shows views for these)."""
+    from api.http.app import optional_routers
+
+    return [name for name, _ in optional_routers()]
+
+
+@public.get("/health", response_model=HealthOut, summary="Liveness (no API key needed)")
+def health() -> HealthOut:
+    return HealthOut(version=__version__)
+
+
+def roots_out(state: StateDep) -> list[RootOut]:
+    return [RootOut(name=n, path=str(p), exists=p.is_dir())
+            for n, p in state.jobs.roots.items()]
+
+
+@router.get("/info", response_model=InfoOut, summary="The collection and this server")
+def info(state: StateDep) -> InfoOut:
+    """Model, counts, index kind, skipped files and why, and the server's limits."""
+    doc = collection_info(state.collection)
+    return InfoOut(**doc, version=__version__, auth_required=bool(state.settings.api_key),
+                   max_upload_bytes=state.settings.max_upload_bytes,
+                   max_pixels=state.settings.max_pixels, roots=roots_out(state),
+                   features=features())
+
+
+@router.get("/roots", response_model=list[RootOut], summary="Indexing roots configured here")
+def roots(state: StateDep) -> list[RootOut]:
+    return roots_out(state)
+
+
+@router.post("/index", response_model=JobOut, status_code=202, summary="Index a configured root")
+def start_index(body: IndexRequest, state: StateDep) -> JobOut:
+    """Start indexing a root configured on the server (by name; all when omitted) in
+    the background. Poll ``GET /jobs/{id}``. Searches keep working meanwhile."""
+    return JobOut(**state.jobs.start(body.root).as_dict())
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="Recent jobs, newest first")
+def list_jobs(state: StateDep) -> list[JobOut]:
+    return [JobOut(**j.as_dict()) for j in state.jobs.list()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's progress")
+def get_job(job_id: str, state: StateDep) -> JobOut:
+    return JobOut(**state.jobs.get(job_id).as_dict())
