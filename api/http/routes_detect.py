@@ -1,0 +1,100 @@
+"""Zero-shot detection (``POST /detect``): where in an image do the queries appear?
+Boxes come back in the original image's pixels (EXIF-rotated, as a browser shows it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.http.deps import StateDep
+from api.http.models import MAX_ID
+from api.http.uploads import body_openapi, read_body
+from clipfind.errors import NotFoundError, QueryError
+from clipfind.imageio import decode_image, read_bytes
+from search.detect import MAX_QUERIES, detect
+
+router = APIRouter(tags=["detect"])
+# Detection runs on at most this many pixels on the long side (JPEG draft decoding gets
+# there cheaply); boxes are scaled back to the original's pixels.
+DETECT_SIDE = 1024
+
+
+class DetectRequest(BaseModel):
+    """What to look for, in an indexed item (``item``, JSON) or an uploaded ``image``
+    (multipart, with the same fields as form fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+    queries: list[str] = Field(min_length=1, max_length=MAX_QUERIES,
+                               description="Texts to find, e.g. ['a dog', 'a red ball'].")
+    item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
+    threshold: float | None = Field(None, ge=0, le=1, description=(
+        "Minimum score; default 0.5 for CLIP (softmax), 0.1 for SigLIP (sigmoid)."))
+    max_boxes: int = Field(10, ge=1, le=100)
+
+
+class BoxOut(BaseModel):
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+
+class DetectionOut(BaseModel):
+    label: str
+    score: float
+    box: BoxOut
+
+
+class DetectOut(BaseModel):
+    width: int = Field(description="Width of the image the boxes refer to (original pixels).")
+    height: int
+    item: int | None = None
+    detections: list[DetectionOut] = Field(description="Best first: transformers' shape.")
+
+
+BODY_MODELS = [DetectRequest]
+
+
+def _image_bytes(state: Any, req: DetectRequest, upload: bytes | None) -> tuple[bytes, str]:
+    if (req.item is None) == (upload is None):
+        raise QueryError("give exactly one image: 'item' (an indexed item's id) or an "
+                         "uploaded 'image' file (multipart)")
+    if upload is not None:
+        return upload, "upload"
+    item = state.collection.catalog.get_item(req.item) if 0 < req.item < MAX_ID else None
+    if item is None or item.status != "ok":
+        raise NotFoundError(f"item #{req.item} is not in the collection")
+    try:
+        return read_bytes(Path(item.path)), f"item #{item.id}"
+    except Exception as exc:
+        raise NotFoundError(f"item #{item.id}'s file is gone from disk; re-index") from exc
+
+
+def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
+    data, name = _image_bytes(state, req, upload)
+    decoded = decode_image(data, DETECT_SIDE // 2, state.settings.max_pixels, name)
+    image = decoded.image
+    if max(image.size) > DETECT_SIDE:
+        image = image.copy()
+        image.thumbnail((DETECT_SIDE, DETECT_SIDE))
+    found = detect(state.encoder, image, req.queries, req.threshold, req.max_boxes)
+    sx, sy = decoded.info.width / image.width, decoded.info.height / image.height
+    out = [DetectionOut(label=d.label, score=round(float(d.score), 6), box=BoxOut(
+        xmin=round(d.box.xmin * sx, 1), ymin=round(d.box.ymin * sy, 1),
+        xmax=round(d.box.xmax * sx, 1), ymax=round(d.box.ymax * sy, 1))) for d in found]
+    return DetectOut(width=decoded.info.width, height=decoded.info.height, item=req.item,
+                     detections=out)
+
+
+@router.post("/detect", response_model=DetectOut, summary="Zero-shot detect objects",
+             openapi_extra=body_openapi(DetectRequest, "JSON with 'item', or multipart with "
+                                        "an 'image' file and the same fields."))
+async def detect_route(request: Request, state: StateDep) -> DetectOut:
+    """Boxes where the queries appear, best first, in transformers' detection shape
+    (``label``, ``score``, ``box`` with ``xmin``, ``ymin``, ``xmax``, ``ymax``)."""
+    req, upload = await read_body(request, DetectRequest, state.settings.max_upload_bytes)
+    return await run_in_threadpool(_detect, state, req, upload)

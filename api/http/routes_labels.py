@@ -1,0 +1,191 @@
+"""Zero-shot classification of one image (``POST /classify``) and label sets over the
+whole collection (``POST/GET /labels/{set}``, ``GET /labels``, browsing by label)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
+
+from api.http.deps import CollectionDep, EncoderDep, StateDep
+from api.http.models import MAX_ID, HitOut
+from api.http.uploads import body_openapi, read_body
+from clipfind.errors import NotFoundError, QueryError
+from clipfind.imageio import decode_image
+from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet
+from clipfind.templates import available_templates
+from search.classify import classify_vector
+from search.labeling import label_collection, label_set_summary, list_label_sets
+
+router = APIRouter(tags=["labels"])
+MAX_LABELS = 1000
+Templates = Field(None, max_length=100, description=(
+    "A shipped template set by name ('simple', 'imagenet', ...) as a one-element list, "
+    "or your own templates, each with '{}' for the label. Default: 'simple'."))
+
+
+class LabelScoreOut(BaseModel):
+    label: str
+    score: float
+
+
+class ClassifyRequest(BaseModel):
+    """Labels to score one image against: an indexed item (``item``) in JSON, or an
+    uploaded ``image`` file with the same fields as multipart form fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
+    item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
+    templates: list[str] | None = Templates
+    multi_label: bool = Field(False, description="Score each label independently.")
+    top: int | None = Field(None, ge=1, le=MAX_LABELS, description="Keep the best N labels.")
+    threshold: float | None = Field(None, ge=0, le=1, description="Minimum score to accept.")
+
+
+class ClassifyOut(BaseModel):
+    scores: list[LabelScoreOut] = Field(description="Every label's score, best first.")
+    accepted: list[LabelScoreOut] = Field(description="The labels the image is given.")
+    none_of_these: bool
+    mode: str = Field(description="softmax (CLIP), sigmoid (SigLIP) or calibrated.")
+
+
+class LabelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
+    templates: list[str] | None = Templates
+    multi_label: bool = False
+    threshold: float | None = Field(None, ge=0, le=1)
+    top: int | None = Field(None, ge=1, le=MAX_LABELS)
+    path: str | None = Field(None, max_length=1000, description="Only items matching this glob.")
+
+
+class LabelRunOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    model: str
+    mode: str
+    labels: list[str]
+    scored: int
+    labelled: int
+    none_of_these: int
+    counts: dict[str, int]
+    seconds: float
+
+
+class LabelSetOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    labels: list[str]
+    templates: list[str]
+    model: str
+    params: dict[str, Any]
+    created_at: str
+    counts: dict[str, int] = Field(description="Items given each label.")
+    labelled_items: int
+    none_of_these: int
+
+
+class LabelItemsOut(BaseModel):
+    set: str
+    label: str
+    offset: int
+    k: int
+    total: int
+    results: list[HitOut] = Field(description="Items with the label, best score first.")
+    next_offset: int | None = None
+
+
+BODY_MODELS = [ClassifyRequest]
+
+
+def templates_arg(value: list[str] | None) -> str | list[str] | None:
+    """A shipped set's name, or literal templates: never a path (the server's files
+    stay out of reach)."""
+    if not value:
+        return None
+    if len(value) == 1 and "{}" not in value[0]:
+        if value[0] not in available_templates():
+            raise QueryError(f"no template set {value[0]!r}; known: {', '.join(available_templates())}")
+        return value[0]
+    return value
+
+
+def _classify(state: Any, req: ClassifyRequest, upload: bytes | None) -> ClassifyOut:
+    if (req.item is None) == (upload is None):
+        raise QueryError("give exactly one image: 'item' (an indexed item's id) or an "
+                         "uploaded 'image' file (multipart)")
+    encoder = state.encoder
+    if upload is not None:
+        image = decode_image(upload, encoder.image_size, state.settings.max_pixels, "upload").image
+        vector = encoder.encode_images([image])[0]
+    else:
+        vector = state.collection.catalog.vector_of(req.item) if 0 < req.item < MAX_ID else None
+        if vector is None:
+            raise NotFoundError(f"item #{req.item} is not in the collection")
+        state.collection.bind_model(encoder)
+    result = classify_vector(encoder, vector, req.labels, templates_arg(req.templates),
+                             req.multi_label, req.top, req.threshold)
+    return ClassifyOut(**result.as_dict())
+
+
+@router.post("/classify", response_model=ClassifyOut, summary="Zero-shot classify one image",
+             openapi_extra=body_openapi(ClassifyRequest, "JSON with 'item', or multipart "
+                                        "with an 'image' file and the same fields."))
+async def classify(request: Request, state: StateDep) -> ClassifyOut:
+    """Scores in transformers' shape, ``[{"label", "score"}]`` best first; ``accepted``
+    is empty when the image is none of these."""
+    req, upload = await read_body(request, ClassifyRequest, state.settings.max_upload_bytes)
+    return await run_in_threadpool(_classify, state, req, upload)
+
+
+@router.get("/labels", response_model=list[LabelSetOut], summary="All label sets")
+def list_sets(collection: CollectionDep) -> list[LabelSetOut]:
+    return [LabelSetOut(**s.as_dict()) for s in list_label_sets(collection.catalog)]
+
+
+@router.post("/labels/{set_name}", response_model=LabelRunOut, summary="Label the collection")
+def label_set(set_name: str, body: LabelRequest, collection: CollectionDep,
+              encoder: EncoderDep) -> LabelRunOut:
+    """Score every indexed item against ``labels`` (from the stored vectors; nothing is
+    decoded) and store the result as ``set_name``, replacing an earlier set of that name."""
+    summary = label_collection(collection, encoder, body.labels, name=set_name,
+                               templates=templates_arg(body.templates),
+                               multi_label=body.multi_label, threshold=body.threshold,
+                               top=body.top, path=body.path or None)
+    return LabelRunOut(**summary.as_dict())
+
+
+@router.get("/labels/{set_name}", response_model=LabelSetOut, summary="A label set and its counts")
+def get_set(set_name: str, collection: CollectionDep) -> LabelSetOut:
+    return LabelSetOut(**label_set_summary(collection.catalog, set_name).as_dict())
+
+
+@router.get("/labels/{set_name}/items", response_model=LabelItemsOut,
+            summary="Browse the items given a label")
+def label_items(
+    set_name: str, collection: CollectionDep,
+    label: Annotated[str, Query(min_length=1, max_length=300)],
+    k: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> LabelItemsOut:
+    """Items given ``label`` by the set, best score first (ties by id: stable pages)."""
+    label_set_summary(collection.catalog, set_name)  # 404 for an unknown set
+    where = (LabelSet.name == set_name, ItemLabel.label == label, Item.status == STATUS_OK)
+    base = (select(Item.id).join(ItemLabel, ItemLabel.item_id == Item.id)
+            .join(LabelSet, LabelSet.id == ItemLabel.set_id).where(*where))
+    rows_stmt = (base.add_columns(Item.path, ItemLabel.score, Item.width, Item.height,
+                                  Item.taken_at, Item.camera)
+                 .order_by(ItemLabel.score.desc(), Item.id).offset(offset).limit(k))
+    with collection.catalog.session() as session:
+        total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
+        rows = session.execute(rows_stmt).all()
+    hits = [HitOut(id=i, score=round(float(s), 6), path=p, name=Path(p).name, width=w, height=h,
+                   taken_at=t, camera=c, thumbnail=f"/items/{i}/thumbnail", image=f"/items/{i}/image")
+            for i, p, s, w, h, t, c in rows]
+    nxt = offset + len(hits) if offset + len(hits) < total else None
+    return LabelItemsOut(set=set_name, label=label, offset=offset, k=k, total=total,
+                         results=hits, next_offset=nxt)
