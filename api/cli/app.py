@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "api.cli.engine_cmds",
     "api.cli.serve_cmds",
+    "api.cli.classify_cmds",
 ]
 
 

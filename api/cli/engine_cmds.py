@@ -81,6 +81,8 @@ def search(
     before: Annotated[str | None, typer.Option(help="Taken on or before (YYYY[-MM[-DD]]).")] = None,
     label: Annotated[str | None, typer.Option(help="Only items with this label (LABEL or "
                      "SET:LABEL).")] = None,
+    texts: Annotated[bool, typer.Option("--texts", help="Rank the collection's texts "
+                     "(clipfind index-texts) instead of its images.")] = False,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
@@ -94,6 +96,10 @@ def search(
     terms = build_terms(query, image, negative)
     if not terms:
         raise QueryError("give a text query, --image, or both")
+    if texts:  # image → text retrieval: api/cli/classify_cmds.py
+        from api.cli.classify_cmds import search_texts
+
+        return search_texts(settings, terms, k, json)
     filters = Filters(path=path, after=parse_date(after), before=parse_date(before, end=True),
                       label=label)
     coll = open_collection(settings)
