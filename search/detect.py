@@ -1,0 +1,224 @@
+"""Zero-shot detection with the collection's own open_clip model: where in an image
+does a text query appear?
+
+1. **Heat maps.** ViT towers give patch embeddings in the joint space from one forward
+   pass (search/dense.py, ClearCLIP-style); every query is one matrix product against
+   them. Other towers (ResNet, ConvNeXt, attention-pooled SigLIP heads, anything without
+   usable patch tokens) encode multi-scale sliding windows instead, and each cell of the
+   map holds the mean score of the windows covering it.
+2. **Proposals.** Each query's map is cut at several relative levels; connected regions
+   give boxes (search/proposals.py).
+3. **Re-scoring.** Every proposal is cropped with a little context and encoded with the
+   ordinary image tower, in batches; its score is on the classification scale: a
+   softmax over the queries plus a background prompt set (CLIP), or the model's own
+   sigmoid with its logit bias (SigLIP). Per-label non-maximum suppression, threshold,
+   best first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from clipfind.errors import QueryError
+from clipfind.imageio import to_rgb
+from search import proposals as P
+from search.dense import patch_embeddings, supports_dense
+from search.refine import refine
+
+log = logging.getLogger(__name__)
+
+# Competing texts for CLIP's softmax: without them a lone query would always score 1.
+BACKGROUND = ("background", "an empty background", "a plain surface", "a texture",
+              "a blurry photo", "a photo of something else")
+DEFAULT_THRESHOLD = {"softmax": 0.5, "sigmoid": 0.1}
+MAX_QUERIES = 32
+NMS_IOU = 0.5
+# A box mostly inside a better one (or around it) is the same object at another scale.
+NMS_CONTAINED = 0.8
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in the pixels of the image given to :func:`detect`."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"xmin": self.xmin, "ymin": self.ymin, "xmax": self.xmax, "ymax": self.ymax}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One found object: the query it answers, a score on the classification scale."""
+
+    label: str
+    score: float
+    box: Box
+
+    def as_dict(self) -> dict[str, object]:
+        return {"label": self.label, "score": self.score, "box": self.box.as_dict()}
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Knobs of the method; the defaults are what the README's figures were measured with."""
+
+    background: tuple[str, ...] = BACKGROUND
+    dense_mode: str = "clearclip"
+    area_factor: float = 2.0       # dense pass: tokens relative to the model's square input
+    context: float = 0.1           # crop margin, as a fraction of the box size per side
+    proposals_per_query: int = 6
+    window_scales: tuple[float, ...] = (0.35, 0.6)
+    use_dense: bool = True         # False forces sliding windows (for comparisons)
+    refine_rounds: int | None = None  # crop-scorer box refinement; None: 3 for windows, 0 dense
+
+
+def detect(
+    encoder: Any,
+    image: Image.Image,
+    queries: list[str],
+    threshold: float | None = None,
+    max_boxes: int = 10,
+    options: DetectOptions | None = None,
+) -> list[Detection]:
+    """Boxes where ``queries`` appear in ``image`` (already decoded and EXIF-oriented),
+    best first, at most ``max_boxes``. ``threshold`` defaults to 0.5 for CLIP (softmax
+    against the other queries and background prompts) and 0.1 for SigLIP (sigmoid)."""
+    opts = options or DetectOptions()
+    labels = _clean_queries(queries)
+    if max_boxes < 1:
+        raise QueryError("max_boxes must be at least 1")
+    image = to_rgb(image)
+    kind = "sigmoid" if getattr(encoder, "is_sigmoid", False) else "softmax"
+    threshold = DEFAULT_THRESHOLD[kind] if threshold is None else float(threshold)
+    texts = labels if kind == "sigmoid" else [*labels, *opts.background]
+    text_vecs = np.asarray(encoder.encode_texts(texts), np.float32)
+    boxes, vecs = _candidates(encoder, image, text_vecs[: len(labels)], opts)
+    if len(boxes) == 0:
+        return []
+    scores = class_scores(encoder, vecs, text_vecs, len(labels))
+    cos = vecs @ text_vecs[: len(labels)].T
+    found = _select(labels, boxes, scores, cos, threshold)
+    found.sort(key=lambda d: (-d.score, d.label, d.box.xmin, d.box.ymin))
+    return found[:max_boxes]
+
+
+def class_scores(encoder: Any, image_vecs: npt.NDArray[np.float32],
+                 text_vecs: npt.NDArray[np.float32], n_labels: int) -> npt.NDArray[np.float32]:
+    """``(n_images, n_labels)`` scores on the classification scale. SigLIP: the model's
+    sigmoid with its logit bias. CLIP: a softmax over the labels plus one "something
+    else" competitor, the best of the background prompts (rows ``n_labels:`` of
+    ``text_vecs``), so a lone query scores above 0.5 only where it beats the background
+    and adding background prompts does not dilute the scores."""
+    cos = image_vecs @ text_vecs.T
+    scale = float(encoder.logit_scale)
+    if getattr(encoder, "is_sigmoid", False):
+        logits = scale * cos[:, :n_labels] + float(encoder.logit_bias)
+        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+    logits = scale * cos[:, :n_labels]
+    if cos.shape[1] > n_labels:
+        logits = np.concatenate([logits, scale * cos[:, n_labels:].max(axis=1, keepdims=True)], 1)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs[:, :n_labels].astype(np.float32)
+
+
+def heat_maps(encoder: Any, image: Image.Image, text_vecs: npt.NDArray[np.float32],
+              options: DetectOptions | None = None) -> tuple[npt.NDArray[np.float32], bool]:
+    """Per-query heat maps ``(n_queries, rows, cols)`` and whether they are dense (patch
+    tokens) rather than built from sliding windows."""
+    maps, windows, _ = _maps(encoder, image, text_vecs, options or DetectOptions())
+    return maps, len(windows) == 0
+
+
+def _maps(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
+          opts: DetectOptions) -> tuple[npt.NDArray[np.float32], P.Boxes, npt.NDArray[np.float32]]:
+    """Heat maps, plus the sliding windows and their embeddings when there are any."""
+    if opts.use_dense and supports_dense(encoder):
+        grid = patch_embeddings(encoder, image, opts.area_factor, opts.dense_mode)
+        return grid.heat(query_vecs), np.zeros((0, 4), np.float32), np.zeros((0, 0), np.float32)
+    windows = P.sliding_windows(image.width, image.height, opts.window_scales)
+    vecs = _encode_boxes(encoder, image, windows, context=0.0)
+    maps = np.stack([P.windows_heat(windows, vecs @ t, image.width, image.height)
+                     for t in query_vecs])
+    return maps, windows, vecs
+
+
+def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
+                opts: DetectOptions) -> tuple[P.Boxes, npt.NDArray[np.float32]]:
+    """Proposal boxes for every query and their crop embeddings. (Sliding windows only
+    build the maps: as boxes they are placed by a grid, not by the object, and a window
+    half on an object scores nearly as well as one around it.)"""
+    maps, windows, _ = _maps(encoder, image, query_vecs, opts)
+    found = [P.heat_proposals(m, image.width, image.height, max_boxes=opts.proposals_per_query)
+             for m in maps]
+    props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
+    if len(props):
+        props = props[_unique(props)]
+    log.debug("detect: %d proposals", len(props))
+    props = P.clip_boxes(props, image.width, image.height)
+    vecs = _encode_boxes(encoder, image, props, opts.context)
+    rounds = opts.refine_rounds if opts.refine_rounds is not None else (3 if len(windows) else 0)
+    if rounds and len(props):
+        props, vecs = refine(lambda b: _encode_boxes(encoder, image, b, opts.context), props, vecs,
+                             query_vecs, image.width, image.height, rounds)
+    return props, vecs
+
+
+def _encode_boxes(encoder: Any, image: Image.Image, boxes: P.Boxes,
+                  context: float) -> npt.NDArray[np.float32]:
+    if len(boxes) == 0:
+        return np.zeros((0, 0), np.float32)
+    side = int(getattr(encoder, "image_size", 224))
+    crops = [P.context_crop(image, b, context).resize((side, side), Image.Resampling.BICUBIC)
+             for b in boxes]
+    return np.asarray(encoder.encode_images(crops), np.float32)
+
+
+def _unique(boxes: P.Boxes, tol: float = 0.95) -> list[int]:
+    """Indices of boxes without an almost identical earlier one (proposals of several
+    queries often coincide; each crop is encoded once)."""
+    keep: list[int] = []
+    overlaps = P.iou(boxes, boxes)
+    for i in range(len(boxes)):
+        if all(overlaps[i, j] < tol for j in keep):
+            keep.append(i)
+    return keep
+
+
+def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
+            cos: npt.NDArray[np.float32], threshold: float) -> list[Detection]:
+    """Per label: candidates above the threshold, non-maximum suppressed. Ties (a
+    saturated softmax gives many 1.0s) go to the box whose crop is closer to the text."""
+    out = []
+    for j, label in enumerate(labels):
+        above = np.nonzero(scores[:, j] >= threshold)[0]
+        if len(above) == 0:
+            continue
+        rank = scores[above, j].astype(np.float64) + 1e-6 * cos[above, j]
+        for k in P.nms(boxes[above], rank, NMS_IOU, NMS_CONTAINED):
+            i = above[k]
+            x0, y0, x1, y1 = (round(float(v), 2) for v in boxes[i])
+            out.append(Detection(label, round(float(scores[i, j]), 6), Box(x0, y0, x1, y1)))
+    return out
+
+
+def _clean_queries(queries: list[str]) -> list[str]:
+    if isinstance(queries, str):
+        queries = [queries]
+    labels = list(dict.fromkeys(q.strip() for q in queries if q and q.strip()))
+    if not labels:
+        raise QueryError("give at least one non-empty --query to detect")
+    if len(labels) > MAX_QUERIES:
+        raise QueryError(f"at most {MAX_QUERIES} queries per image (got {len(labels)})")
+    return labels
