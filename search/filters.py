@@ -75,7 +75,11 @@ def path_condition(pattern: str, dialect: str):  # type: ignore[no-untyped-def]
 
 
 def _date_condition(bound: datetime, after: bool):  # type: ignore[no-untyped-def]
-    ns = int(bound.timestamp() * 1e9)
+    try:
+        ns = int(bound.timestamp() * 1e9)
+    except (OverflowError, OSError, ValueError):  # a date the platform cannot place
+        ns = -(2**63) if bound.year < 1970 else 2**63 - 1
+    ns = max(-(2**63), min(2**63 - 1, ns))  # mtime_ns is int64: year 2999 must not overflow
     if after:
         return or_(Item.taken_at >= bound, and_(Item.taken_at.is_(None), Item.mtime_ns >= ns))
     return or_(Item.taken_at <= bound, and_(Item.taken_at.is_(None), Item.mtime_ns <= ns))
