@@ -14,7 +14,7 @@ from PIL import Image
 
 from clipfind.errors import NotFoundError, QueryError
 from search.prompts import DEFAULT_BACKGROUND, prompt_vectors
-from search.scoring import Scorer, score_vectors
+from search.scoring import Scorer, cosines, pick
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,14 @@ def classify_vector(
         raise QueryError("--top must be at least 1")
     prompts = prompt_vectors(encoder, labels, templates, background)
     scorer = Scorer.for_model(encoder, multi_label)
-    scored = score_vectors(np.asarray(vector, np.float32)[None, :], prompts, scorer, threshold)
-    row = scored.scores[0]
+    c = cosines(np.asarray(vector, np.float32)[None, :], prompts, scorer)
+    row = scorer.score_of(c.cos, c.background[:, None], c.norm[:, None])[0]
     order = sorted(range(len(row)), key=lambda j: (-float(row[j]), j))
     ranked = [LabelScore(prompts.labels[j], float(row[j])) for j in order]
-    keep = top if top is not None else (None if multi_label else 1)
-    given = [ranked[r] for r, j in enumerate(order[:keep]) if scored.accepted[0, j]]
+    # exactly what `label` stores for this vector: the same pick over the same cosines
+    _, cols, vals, _ = pick(c, scorer, top if top is not None else (None if multi_label else 1),
+                            threshold)
+    given = [LabelScore(prompts.labels[j], float(v)) for j, v in zip(cols, vals, strict=True)]
     return Classification(ranked[:top] if top is not None else ranked, given, scorer.mode.value)
 
 

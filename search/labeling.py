@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +25,7 @@ from clipfind.errors import NotFoundError, QueryError
 from clipfind.store.schema import Item, ItemLabel, LabelSet
 from search.filters import Filters, allowed_ids
 from search.prompts import DEFAULT_BACKGROUND, prompt_vectors
-from search.scoring import Scorer, pick, score_vectors
+from search.scoring import Scorer, cosines, pick
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def label_collection(
     scorer = Scorer.for_model(encoder, multi_label)
     started = time.perf_counter()
     scored, (item_ids, cols, vals, ranks) = _score_all(
-        collection.catalog, path, chunk, lambda v: pick(score_vectors(v, prompts, scorer, threshold), top),
+        collection.catalog, path, chunk, lambda v: pick(cosines(v, prompts, scorer), scorer, top, threshold),
         progress)
     params = {"mode": scorer.mode.value, "threshold": threshold, "top": top,
               "multi_label": multi_label, "path": path, "background": list(prompts.background),
@@ -138,7 +138,47 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _prefetched(chunks: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    """Read the next chunk from the catalog in a thread while this one is scored
+    (SQLite and BLAS both release the GIL, so reading and the matrix product overlap)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=2)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    worker = threading.Thread(target=produce, name="label-reader", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
 def _vectors(catalog: Any, path: str | None, chunk: int) -> Iterator[tuple[Any, Any]]:
+    yield from _prefetched(_read_vectors(catalog, path, chunk))
+
+
+def _read_vectors(catalog: Any, path: str | None, chunk: int) -> Iterator[tuple[Any, Any]]:
     if not path:
         yield from catalog.iter_vectors(chunk)
         return
@@ -165,14 +205,26 @@ def _replace_set(catalog: Any, name: str, labels: Sequence[str], templates: Sequ
         label_of = list(labels)
         for start in range(0, len(item_ids), _INSERT_CHUNK):
             stop = start + _INSERT_CHUNK
-            session.execute(insert(ItemLabel), [
-                {"set_id": new.id, "item_id": int(i), "label": label_of[c], "score": float(s),
-                 "rank": int(r)}
-                for i, c, s, r in zip(item_ids[start:stop].tolist(), cols[start:stop].tolist(),
-                                      vals[start:stop].tolist(), ranks[start:stop].tolist(),
-                                      strict=True)
-            ])
+            _insert_rows(session, zip(
+                [new.id] * (min(stop, len(item_ids)) - start), item_ids[start:stop].tolist(),
+                [label_of[c] for c in cols[start:stop].tolist()], vals[start:stop].tolist(),
+                ranks[start:stop].tolist(), strict=True))
     log.info("label set %r: %d labels stored", name, len(item_ids))
+
+
+def _insert_rows(session: Any, rows: Iterable[tuple[int, int, str, float, int]]) -> None:
+    """Many ``item_labels`` rows at once: the driver's executemany on plain tuples
+    (the ORM's per-row bookkeeping costs more than SQLite itself at a million rows)."""
+    conn = session.connection()
+    style = conn.dialect.paramstyle
+    if style in ("qmark", "format", "pyformat"):
+        mark = "?" if style == "qmark" else "%s"
+        sql = (f"INSERT INTO {ItemLabel.__tablename__} (set_id, item_id, label, score, rank) "
+               f"VALUES ({', '.join([mark] * 5)})")
+        conn.exec_driver_sql(sql, list(rows))
+        return
+    keys = ("set_id", "item_id", "label", "score", "rank")
+    session.execute(insert(ItemLabel), [dict(zip(keys, r, strict=True)) for r in rows])
 
 
 # -- reading -----------------------------------------------------------------------

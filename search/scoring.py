@@ -53,27 +53,57 @@ class Scorer:
             return cls(Mode.SIGMOID, scale, float(bias))
         return cls(Mode.CALIBRATED if multi_label else Mode.SOFTMAX, scale, None)
 
+    def row_norm(self, cos: Vectors) -> Vectors:
+        """Per-row normaliser: ``logsumexp(scale · cos)`` for a softmax, else zeros."""
+        if self.mode is not Mode.SOFTMAX or cos.shape[1] == 0:
+            return np.zeros(len(cos), np.float32)
+        # in place, in numpy: several times faster than torch's temporaries here
+        peak = cos.max(axis=1, keepdims=True)
+        work = cos - peak
+        work *= self.scale
+        np.exp(work, out=work)
+        return (np.log(work.sum(axis=1)) + self.scale * peak[:, 0]).astype(np.float32)
+
+    def score_of(self, cos: Vectors, bg: Vectors, norm: Vectors) -> Vectors:
+        """Scores, elementwise, of cosines with their rows' background cosine and
+        normaliser (broadcast). Monotonic in ``cos`` within a row, in every mode."""
+        if self.mode is Mode.SOFTMAX:
+            return np.exp(self.scale * cos - norm).astype(np.float32)
+        z = self.scale * (cos - bg) if self.mode is Mode.CALIBRATED else self.scale * cos + (self.bias or 0.0)
+        return np.exp(-np.logaddexp(0.0, -z)).astype(np.float32)  # sigmoid, no overflow
+
     def scores(self, cos: Vectors, bg: Vectors) -> Vectors:
         """``(n, m)`` scores from ``(n, m)`` cosines and ``(n,)`` background cosines."""
-        import torch
+        cos = np.ascontiguousarray(cos, dtype=np.float32)
+        return self.score_of(cos, np.asarray(bg)[:, None], self.row_norm(cos)[:, None])
 
-        logits = torch.from_numpy(np.ascontiguousarray(cos)) * self.scale
-        if self.mode is Mode.SOFTMAX:
-            out = torch.softmax(logits, dim=1)
-        elif self.mode is Mode.SIGMOID:
-            out = torch.sigmoid(logits + float(self.bias or 0.0))
-        else:
-            bg_t = torch.from_numpy(np.ascontiguousarray(bg)).unsqueeze(1) * self.scale
-            out = torch.sigmoid(logits - bg_t)
-        return out.numpy()
+
+@dataclass(frozen=True)
+class Cosines:
+    """Cosines of ``n`` images with ``m`` labels, each row's best background cosine
+    (-inf without background prompts) and the row's score normaliser."""
+
+    cos: Vectors  # (n, m)
+    background: Vectors  # (n,)
+    norm: Vectors  # (n,)
+
+
+def cosines(image_vecs: Vectors, prompts: PromptVectors, scorer: Scorer) -> Cosines:
+    """The one matrix product behind classify and label."""
+    image_vecs = np.asarray(image_vecs, dtype=np.float32).reshape(-1, prompts.vectors.shape[1])
+    cos = image_vecs @ prompts.vectors.T
+    if len(prompts.background_vectors):
+        bg = (image_vecs @ prompts.background_vectors.T).max(axis=1)
+    else:
+        bg = np.full(len(image_vecs), -np.inf, np.float32)
+    return Cosines(cos, bg.astype(np.float32), scorer.row_norm(cos))
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Scores of ``n`` images against ``m`` labels and which labels each image gets."""
+    """Every label's score for ``n`` images, and which labels beat the background and
+    reach the threshold."""
 
-    cos: Vectors  # (n, m)
-    background: Vectors  # (n,) best cosine with a background prompt; -inf without one
     scores: Vectors  # (n, m)
     accepted: npt.NDArray[np.bool_]  # (n, m)
 
@@ -81,41 +111,41 @@ class Scored:
 def score_vectors(
     image_vecs: Vectors, prompts: PromptVectors, scorer: Scorer, threshold: float | None = None
 ) -> Scored:
-    """Score ``(n, d)`` L2-normalised image vectors against the prompts."""
-    image_vecs = np.asarray(image_vecs, dtype=np.float32).reshape(-1, prompts.vectors.shape[1])
-    both = np.concatenate([prompts.vectors, prompts.background_vectors])
-    cos_all = image_vecs @ both.T
-    m = len(prompts.labels)
-    cos = np.ascontiguousarray(cos_all[:, :m])
-    no_bg = np.full(len(image_vecs), -np.inf, np.float32)
-    bg = cos_all[:, m:].max(axis=1) if cos_all.shape[1] > m else no_bg
-    scores = scorer.scores(cos, bg)
-    accepted = cos > bg[:, None]
+    """Full ``(n, m)`` scores of L2-normalised image vectors (for showing them)."""
+    c = cosines(image_vecs, prompts, scorer)
+    scores = scorer.score_of(c.cos, c.background[:, None], c.norm[:, None])
+    accepted = c.cos > c.background[:, None]
     if threshold is not None:
         accepted &= scores >= threshold
-    return Scored(cos, bg, scores, accepted)
+    return Scored(scores, accepted)
 
 
-def pick(scored: Scored, top: int | None) -> tuple[npt.NDArray[np.int64], ...]:
-    """The labels given: ``(rows, cols, scores, ranks)`` for accepted labels among each
-    row's ``top`` best (all accepted ones when ``top`` is None), best first per row;
-    ``rank`` counts from 0 among the labels given to that row."""
-    n, m = scored.scores.shape
-    if top is not None and top < m:
+def pick(c: Cosines, scorer: Scorer, top: int | None, threshold: float | None = None
+         ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], Vectors, npt.NDArray[np.int64]]:
+    """The labels given: ``(rows, cols, scores, ranks)``, best first per row: among each
+    row's ``top`` best labels (every label when ``top`` is None) those whose cosine
+    beats the background and whose score reaches ``threshold``; ``rank`` counts from 0
+    among the labels given to that row. Scores are computed for candidates only."""
+    n, m = c.cos.shape
+    if top == 1 and m > 1:
+        rows, cols = np.arange(n), c.cos.argmax(axis=1)
+    elif top is not None and top < m:
         import torch
 
-        _, idx_t = torch.topk(torch.from_numpy(scored.scores), k=max(top, 0), dim=1)
-        idx = idx_t.numpy()
-        rows = np.repeat(np.arange(n), idx.shape[1]).reshape(idx.shape)
-        keep = scored.accepted[rows, idx]
-        rows, cols = rows[keep], idx[keep]
+        idx = torch.topk(torch.from_numpy(c.cos), k=max(top, 0), dim=1).indices.numpy()
+        rows = np.repeat(np.arange(n), idx.shape[1])
+        cols = idx.reshape(-1)
     else:
-        rows, cols = np.nonzero(scored.accepted)
-    vals = scored.scores[rows, cols]
+        rows, cols = np.nonzero(c.cos > c.background[:, None])
+    sel = c.cos[rows, cols]
+    keep = sel > c.background[rows]
+    vals = scorer.score_of(sel, c.background[rows], c.norm[rows])
+    if threshold is not None:
+        keep &= vals >= threshold
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
     order = np.lexsort((cols, -vals, rows))  # by row, then score desc, ties by label order
     rows, cols, vals = rows[order], cols[order], vals[order]
-    starts = np.searchsorted(rows, rows, side="left")
-    ranks = np.arange(len(rows)) - starts
+    ranks = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
     return rows.astype(np.int64), cols.astype(np.int64), vals, ranks.astype(np.int64)
 
 
