@@ -69,8 +69,9 @@ def make_photos(root: Path) -> Path:
 
 
 def app_settings(tmp: Path, **extra: Any) -> Settings:
-    return Settings(data_dir=tmp / "data", model="fake-colour", batch_size=4, workers=2,
-                    roots=[tmp / "photos"], **extra)
+    given = {"data_dir": tmp / "data", "model": "fake-colour", "batch_size": 4, "workers": 2,
+             "roots": [tmp / "photos"], **extra}
+    return Settings(**given)
 
 
 def wait_job(client: TestClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
