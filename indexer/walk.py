@@ -32,12 +32,15 @@ def walk(
     exclude: Iterable[str] = (),
     skip_dirs: Iterable[Path] = (),
     extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    rejected: list[tuple[str, str]] | None = None,
 ) -> Iterator[FileEntry]:
     """Yield every image file under ``roots`` once.
 
     Hidden files and folders (name starting with ``.``), folders in ``skip_dirs`` (the
     data dir) and paths matching an ``exclude`` glob (full path or name) are left out.
-    Symlinked folders are followed, each real folder at most once.
+    Symlinked folders are followed, each real folder at most once. Image files whose
+    names are not valid UTF-8 cannot be stored in the catalog: they go to ``rejected``
+    as ``(printable path, reason)``.
     """
     patterns = tuple(exclude)
     skip_real = {os.path.realpath(p) for p in skip_dirs}
@@ -47,7 +50,9 @@ def walk(
         root_s = os.path.abspath(os.path.expanduser(str(root)))
         if os.path.isfile(root_s):
             entry = _entry(root_s, extensions, ignore_ext=True)
-            if entry and entry.path not in seen_files:
+            if entry and not _storable(entry.path):
+                _reject(rejected, entry.path)
+            elif entry and entry.path not in seen_files:
                 seen_files.add(entry.path)
                 yield entry
             continue
@@ -81,10 +86,28 @@ def walk(
                     subdirs.append(de.path)
                     continue
                 entry = _entry(de.path, extensions)
+                if entry and not _storable(entry.path):
+                    _reject(rejected, entry.path)
+                    continue
                 if entry and entry.path not in seen_files:
                     seen_files.add(entry.path)
                     yield entry
             stack.extend(reversed(subdirs))
+
+
+def _storable(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates
+        return False
+    return True
+
+
+def _reject(rejected: list[tuple[str, str]] | None, path: str) -> None:
+    shown = os.fsencode(path).decode("utf-8", "replace")
+    log.warning("skipping %s: its name is not valid UTF-8", shown)
+    if rejected is not None:
+        rejected.append((shown, "file name is not valid UTF-8; rename the file"))
 
 
 def _entry(path: str, extensions: frozenset[str], ignore_ext: bool = False) -> FileEntry | None:
