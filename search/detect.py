@@ -79,7 +79,7 @@ class DetectOptions:
     proposals_per_query: int = 6
     window_scales: tuple[float, ...] = (0.35, 0.6)
     use_dense: bool = True         # False forces sliding windows (for comparisons)
-    refine_rounds: int | None = None  # crop-scorer box refinement; None: 3 for windows, 0 dense
+    refine_rounds: int | None = None  # crop-scorer box refinement; None: 4 for windows, 0 dense
 
 
 def detect(
@@ -163,12 +163,13 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     found = [P.heat_proposals(m, image.width, image.height, max_boxes=opts.proposals_per_query)
              for m in maps]
     props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
-    if len(props):
-        props = props[_unique(props)]
+    whole = np.array([[0, 0, image.width, image.height]], np.float32)
+    # flat maps (nothing stands out): judge the whole image
+    props = props[_unique(props)] if len(props) else whole
     log.debug("detect: %d proposals", len(props))
     props = P.clip_boxes(props, image.width, image.height)
     vecs = _encode_boxes(encoder, image, props, opts.context)
-    rounds = opts.refine_rounds if opts.refine_rounds is not None else (3 if len(windows) else 0)
+    rounds = opts.refine_rounds if opts.refine_rounds is not None else (4 if len(windows) else 0)
     if rounds and len(props):
         props, vecs = refine(lambda b: _encode_boxes(encoder, image, b, opts.context), props, vecs,
                              query_vecs, image.width, image.height, rounds)
@@ -199,13 +200,15 @@ def _unique(boxes: P.Boxes, tol: float = 0.95) -> list[int]:
 def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
             cos: npt.NDArray[np.float32], threshold: float) -> list[Detection]:
     """Per label: candidates above the threshold, non-maximum suppressed. Ties (a
-    saturated softmax gives many 1.0s) go to the box whose crop is closer to the text."""
+    saturated softmax gives many 1.0s) go to the box whose crop is closer to the text,
+    then to the larger box."""
     out = []
     for j, label in enumerate(labels):
         above = np.nonzero(scores[:, j] >= threshold)[0]
         if len(above) == 0:
             continue
-        rank = scores[above, j].astype(np.float64) + 1e-6 * cos[above, j]
+        rank = scores[above, j].astype(np.float64) + 1e-6 * np.round(cos[above, j], 5)
+        rank += 1e-12 * np.prod(boxes[above, 2:] - boxes[above, :2], axis=1)  # then: larger
         for k in P.nms(boxes[above], rank, NMS_IOU, NMS_CONTAINED):
             i = above[k]
             x0, y0, x1, y1 = (round(float(v), 2) for v in boxes[i])

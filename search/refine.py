@@ -49,12 +49,24 @@ def refine(encode: Callable[[Boxes], Vectors], boxes: Boxes, vecs: Vectors, quer
             if len(cand) == 0:
                 break
             cand_vecs = encode(cand)
-            j = int(np.argmax(cand_vecs @ q))
-            if float(cand_vecs[j] @ q) > score:
-                box, vec, score = cand[j], cand_vecs[j], float(cand_vecs[j] @ q)
-            else:
+            j = _pick(cand, cand_vecs @ q, box, score)
+            if j is None:
                 size /= 2
+            else:
+                box, vec, score = cand[j], cand_vecs[j], float(cand_vecs[j] @ q)
         new_boxes.append(box)
         new_vecs.append(vec)
     return (np.concatenate([boxes, np.asarray(new_boxes, np.float32)]),
             np.concatenate([vecs, np.asarray(new_vecs, np.float32)]))
+
+
+def _pick(cand: Boxes, scores: Vectors, box: Boxes, score: float, tie: float = 1e-5) -> int | None:
+    """The best variant if it scores better; on a tie, the largest variant larger than the
+    box (a crop inside an object can score as well as one around all of it)."""
+    j = int(np.argmax(scores))
+    if float(scores[j]) > score + tie:
+        return j
+    area = np.prod(cand[:, 2:] - cand[:, :2], axis=1)
+    current = float(np.prod(np.asarray(box)[2:] - np.asarray(box)[:2]))
+    ok = np.nonzero((scores >= score - tie) & (area > current))[0]
+    return int(ok[np.argmax(area[ok])]) if len(ok) else None

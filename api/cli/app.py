@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "api.cli.engine_cmds",
     "api.cli.serve_cmds",
     "api.cli.classify_cmds",
+    "api.cli.detect_cmds",
+    "api.cli.train_cmds",
 ]
 
 

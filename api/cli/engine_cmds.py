@@ -83,6 +83,8 @@ def search(
                      "SET:LABEL).")] = None,
     texts: Annotated[bool, typer.Option("--texts", help="Rank the collection's texts "
                      "(clipfind index-texts) instead of its images.")] = False,
+    locate: Annotated[bool, typer.Option("--locate", help="Also box where the query's text "
+                      "appears in each result (zero-shot detection; -k limits the work).")] = False,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
@@ -103,8 +105,13 @@ def search(
     filters = Filters(path=path, after=parse_date(after), before=parse_date(before, end=True),
                       label=label)
     coll = open_collection(settings)
-    page = run_search(coll, make_encoder(settings, coll), terms, k=k, offset=offset,
-                      filters=filters, min_score=min_score)
+    encoder = make_encoder(settings, coll)
+    page = run_search(coll, encoder, terms, k=k, offset=offset, filters=filters,
+                      min_score=min_score)
+    if locate:  # api/cli/detect_cmds.py
+        from api.cli.detect_cmds import render_located
+
+        return render_located(page, encoder, terms, json, settings.max_pixels)
     if json:
         emit_json(page.as_dict())
         return

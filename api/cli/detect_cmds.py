@@ -1,0 +1,94 @@
+"""``clipfind detect``, and the rendering behind ``clipfind search --locate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from api.cli.common import (
+    CollectionOpt,
+    DataDirOpt,
+    DbUrlOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    console,
+    emit_json,
+    make_encoder,
+    make_settings,
+    open_collection,
+)
+
+
+def detect(
+    image: Annotated[Path, typer.Argument(help="The image to search in.")],
+    query: Annotated[list[str], typer.Option("--query", "-q", help="What to find, e.g. "
+                     "'a red car'; repeatable (queries compete for each box).")],
+    threshold: Annotated[float | None, typer.Option(help="Minimum score (default 0.5 for "
+                         "CLIP's softmax, 0.1 for SigLIP's sigmoid).")] = None,
+    max_boxes: Annotated[int, typer.Option("--max", help="At most this many boxes.")] = 10,
+    draw: Annotated[Path | None, typer.Option("--draw", help="Write the image with the "
+                    "boxes drawn on it to this file (PNG, JPEG, ...).")] = None,
+    model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+) -> None:
+    """Zero-shot detection: box where each --query appears in IMAGE, with the
+    collection's own model. Boxes are in the pixels of the image as displayed (EXIF
+    orientation applied)."""
+    from clipfind.imageio import load_image
+    from search.detect import detect as run_detect
+
+    settings = make_settings(model=model, data_dir=data_dir, collection=collection,
+                             db_url=db_url, device=device)
+    picture = load_image(image, max_pixels=settings.max_pixels).image
+    encoder = make_encoder(settings, open_collection(settings))
+    found = run_detect(encoder, picture, list(query), threshold=threshold, max_boxes=max_boxes)
+    if draw is not None:
+        from search.draw import draw_detections
+
+        draw_detections(picture, found).save(draw)
+    if json:
+        emit_json({"image": str(image), "width": picture.width, "height": picture.height,
+                   "detections": [d.as_dict() for d in found]})
+        return
+    out = console()
+    if not found:
+        out.print("no boxes above the threshold")
+    for det in found:
+        out.print(_line(det), markup=False, highlight=False)
+    if draw is not None:
+        out.print(f"drew {len(found)} boxes into {draw}", markup=False, highlight=False)
+
+
+def render_located(page: Any, encoder: Any, terms: Any, as_json: bool,
+                   max_pixels: int = 150_000_000) -> None:
+    """Print a search page with boxes for the query's text in each result."""
+    from search.locate import locate_hits, locate_texts
+
+    boxes = locate_hits(encoder, page.hits, locate_texts(terms), max_pixels=max_pixels)
+    if as_json:
+        doc = page.as_dict()
+        for row in doc["results"]:
+            row["boxes"] = [d.as_dict() for d in boxes.get(row["id"], [])]
+        emit_json(doc)
+        return
+    out = console()
+    if not page.hits:
+        out.print("no results")
+    for rank, hit in enumerate(page.hits, start=page.offset + 1):
+        out.print(f"{rank:>4}  {hit.score:6.3f}  #{hit.id:<6} {hit.path}",
+                  markup=False, highlight=False)
+        for det in boxes.get(hit.id, []):
+            out.print("        " + _line(det), markup=False, highlight=False)
+
+
+def _line(det: Any) -> str:
+    b = det.box
+    return (f"{det.score:6.3f}  {det.label}  "
+            f"[{b.xmin:.0f}, {b.ymin:.0f}, {b.xmax:.0f}, {b.ymax:.0f}]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(detect)
