@@ -1,22 +1,48 @@
 """The FAISS index: derived from the catalog, ids = catalog primary keys, saved atomically.
 
-The index kind is chosen from the collection size by :func:`choose_kind`: exact inner
-product while that is fast enough, approximate beyond. Inner product on L2-normalised
-vectors is cosine similarity.
+The index kind and its parameters come from the collection size (:func:`plan_index`):
+exact inner product (``flat``) while a query over it stays within a few milliseconds,
+an inverted-file index with 8-bit scalar quantisation (``ivf-sq8``) beyond that. An
+IVF index is trained on the collection's own vectors (spherical k-means), and its
+``nprobe`` is tuned on them too, for recall@10 against exact search. It is rebuilt when
+the collection outgrows what it was planned for (:meth:`VectorIndex.fits`), and large
+indexes are memory-mapped when loaded, so a search process does not read the whole file.
+Inner product on L2-normalised vectors is cosine similarity.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import threading
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-FLAT_LIMIT = 200_000  # exact search stays under ~20 ms per query up to here on 2 cores
+from clipfind.store.vector_tuning import tune_nprobe
+
+log = logging.getLogger(__name__)
+
+FLAT_LIMIT = 40_000  # beyond this a flat scan costs more than ~4 ms per query on 2 cores
+MMAP_BYTES = 64 * 2**20  # load index files bigger than this memory-mapped
+KINDS = ("flat", "ivf-flat", "ivf-sq8", "ivf-fp16", "ivf-pq")
+GROWTH = 2.0  # rebuild (retrain) once the collection is this many times its planned size
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """How an index is built: ``kind`` and, for IVF kinds, lists and lists probed.
+    ``planned_for`` is the collection size the parameters were chosen for."""
+
+    kind: str
+    nlist: int = 0
+    nprobe: int = 0
+    planned_for: int = 0
 
 
 def choose_kind(n: int) -> str:
@@ -24,32 +50,67 @@ def choose_kind(n: int) -> str:
     return "flat" if n <= FLAT_LIMIT else "ivf-sq8"
 
 
-def _build_faiss(kind: str, dim: int, train: npt.NDArray[np.float32] | None) -> faiss.Index:
+def plan_index(n: int, kind: str | None = None) -> IndexPlan:
+    """Parameters for ``n`` vectors: about ``2·sqrt(n)`` lists (a power of two), so a
+    list holds ~``sqrt(n)/2`` vectors; ``nprobe`` starts at 1/64 of the lists and is
+    tuned on the data at build time."""
+    kind = kind or choose_kind(n)
+    if kind not in KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; known: {', '.join(KINDS)}")
     if kind == "flat":
+        return IndexPlan("flat", planned_for=n)
+    nlist = 2 ** round(math.log2(max(16.0, 2.0 * math.sqrt(max(n, 1)))))
+    nlist = int(min(nlist, 16_384, max(16, n // 39)))  # faiss wants >= 39 points per list
+    return IndexPlan(kind, nlist, max(1, nlist // 64), n)
+
+
+def _new_faiss(plan: IndexPlan, dim: int) -> faiss.Index:
+    if plan.kind == "flat":
         return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    if kind == "ivf-sq8":
-        n = 0 if train is None else len(train)
-        nlist = int(max(16, min(65536, 4 * np.sqrt(max(n, 1)))))
-        quantizer = faiss.IndexFlatIP(dim)
-        ivf = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-        )
-        if train is not None and len(train):
-            sample = train[np.random.default_rng(0).permutation(len(train))[: nlist * 64]]
-            ivf.train(np.ascontiguousarray(sample))
-        ivf.nprobe = max(8, nlist // 32)
-        return faiss.IndexIDMap2(ivf)
-    raise ValueError(f"unknown index kind {kind!r}")
+    ip = faiss.METRIC_INNER_PRODUCT
+    quantizer = faiss.IndexFlatIP(dim)
+    if plan.kind == "ivf-flat":
+        ivf = faiss.IndexIVFFlat(quantizer, dim, plan.nlist, ip)
+    elif plan.kind == "ivf-pq":
+        m = max(d for d in range(1, dim // 8 + 1) if dim % d == 0)  # ~8 dims per code byte
+        ivf = faiss.IndexIVFPQ(quantizer, dim, plan.nlist, m, 8, ip)
+    else:
+        qtype = faiss.ScalarQuantizer.QT_8bit if plan.kind == "ivf-sq8" else faiss.ScalarQuantizer.QT_fp16
+        ivf = faiss.IndexIVFScalarQuantizer(quantizer, dim, plan.nlist, qtype, ip)
+    ivf.own_fields = True
+    quantizer.this.disown()  # the IVF index frees its quantizer
+    ivf.cp.spherical = True  # centroids on the sphere, like the vectors
+    ivf.cp.niter = 12
+    ivf.cp.max_points_per_centroid = 64  # enough for stable centroids, bounded time
+    return ivf
+
+
+def _train(index: faiss.Index, vectors: npt.NDArray[np.float32], plan: IndexPlan) -> None:
+    if plan.kind == "flat" or not len(vectors):
+        return
+    cap = plan.nlist * 64 if plan.kind != "ivf-pq" else max(plan.nlist * 64, 65_536)
+    rng = np.random.default_rng(0)
+    if len(vectors) > cap:
+        vectors = vectors[np.sort(rng.choice(len(vectors), cap, replace=False))]
+    sample = vectors
+    index.train(np.ascontiguousarray(sample))
 
 
 class VectorIndex:
     """A FAISS index over catalog ids, safe to search from several threads."""
 
-    def __init__(self, index: faiss.Index, kind: str, generation: int = 0) -> None:
+    def __init__(self, index: faiss.Index, plan: IndexPlan, generation: int = 0,
+                 path: Path | None = None, mmapped: bool = False) -> None:
         self.index = index
-        self.kind = kind
+        self.plan = plan
         self.generation = generation
+        self.path = path
+        self.mmapped = mmapped
         self._lock = threading.RLock()
+
+    @property
+    def kind(self) -> str:
+        return self.plan.kind
 
     @classmethod
     def build(
@@ -59,13 +120,22 @@ class VectorIndex:
         dim: int,
         kind: str | None = None,
         generation: int = 0,
+        plan: IndexPlan | None = None,
+        tune: bool = True,
     ) -> VectorIndex:
-        kind = kind or choose_kind(len(ids))
+        """A new index over ``(ids, vectors)``, trained on them when approximate."""
+        plan = plan or plan_index(len(ids), kind)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
-        index = _build_faiss(kind, dim, vectors if kind != "flat" else None)
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        index = _new_faiss(plan, dim)
+        _train(index, vectors, plan)
         if len(ids):
-            index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
-        return cls(index, kind, generation)
+            index.add_with_ids(vectors, ids)
+        if plan.kind != "flat" and len(ids):
+            nprobe = tune_nprobe(index, ids, vectors, plan.nprobe) if tune else plan.nprobe
+            plan = replace(plan, nprobe=nprobe)
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        return cls(index, plan, generation)
 
     @property
     def dim(self) -> int:
@@ -73,6 +143,15 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+    def fits(self, n: int) -> bool:
+        """Whether this index still suits a collection of ``n`` vectors; if not, build a
+        new one (another kind, or IVF lists trained for the new size)."""
+        if choose_kind(n) != choose_kind(self.plan.planned_for) and self.kind in ("flat", "ivf-sq8"):
+            return False
+        if self.kind == "flat":
+            return True
+        return self.plan.planned_for / GROWTH <= n <= self.plan.planned_for * GROWTH
 
     def search(
         self,
@@ -90,30 +169,50 @@ class VectorIndex:
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
             params = faiss.SearchParameters(sel=selector)
-            inner = faiss.downcast_index(self.index.index)
-            if isinstance(inner, faiss.IndexIVF):
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+            if self.kind != "flat":
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=self._filtered_nprobe(len(allowed)))
         with self._lock:
             scores, ids = self.index.search(q, k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
+    def _filtered_nprobe(self, n_allowed: int) -> int:
+        # A filter keeps a fraction f of the items: probe 1/f times more lists, so about
+        # as many allowed candidates are scored as without a filter (all lists at worst).
+        fraction = max(n_allowed / max(1, len(self)), 1e-9)
+        return int(min(self.plan.nlist, math.ceil(self.plan.nprobe / fraction)))
+
     def add(self, ids: npt.NDArray[np.int64], vectors: npt.NDArray[np.float32]) -> None:
+        """Insert or replace the vectors of ``ids``."""
         if not len(ids):
             return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         with self._lock:
+            self._make_writable()
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
     def remove(self, ids: npt.NDArray[np.int64]) -> None:
         if len(ids):
             with self._lock:
+                self._make_writable()
                 self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
 
     def reconstruct(self, item_id: int) -> npt.NDArray[np.float32]:
+        """The stored (for IVF kinds: quantised) vector of ``item_id``."""
         with self._lock:
+            if self.kind != "flat":
+                self._make_writable()
+                ivf = faiss.extract_index_ivf(self.index)
+                if ivf.direct_map.type != faiss.DirectMap.Hashtable:
+                    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
             return self.index.reconstruct(int(item_id))
+
+    def _make_writable(self) -> None:
+        """A memory-mapped index is read-only: read the file into memory before changing it."""
+        if self.mmapped and self.path is not None:
+            self.index = faiss.read_index(str(self.path))
+            self.mmapped = False
 
     # -- files -------------------------------------------------------------------
     def save(self, path: Path) -> None:
@@ -124,25 +223,31 @@ class VectorIndex:
             faiss.write_index(self.index, str(tmp))
         _fsync(tmp)
         os.replace(tmp, path)
-        meta = {"generation": self.generation, "kind": self.kind, "count": len(self)}
+        meta = {"generation": self.generation, "count": len(self), **asdict(self.plan)}
         side = _sidecar(path)
         tmp_side = side.with_suffix(".json.tmp")
         tmp_side.write_text(json.dumps(meta))
         os.replace(tmp_side, side)
+        self.path = path
 
     @classmethod
-    def load(cls, path: Path, mmap: bool = False) -> VectorIndex | None:
-        """The saved index, or ``None`` when it is missing or unreadable."""
+    def load(cls, path: Path, mmap: bool | None = None) -> VectorIndex | None:
+        """The saved index, or ``None`` when it is missing or unreadable. ``mmap=None``
+        memory-maps files over :data:`MMAP_BYTES`: pages are read as searches touch them."""
         side = _sidecar(path)
         if not path.is_file() or not side.is_file():
             return None
         try:
             meta = json.loads(side.read_text())
-            flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+            if mmap is None:
+                mmap = path.stat().st_size > MMAP_BYTES
+            flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
             index = faiss.read_index(str(path), flags)
         except (OSError, RuntimeError, ValueError):
             return None
-        return cls(index, meta.get("kind", "flat"), int(meta.get("generation", -1)))
+        plan = IndexPlan(meta.get("kind", "flat"), int(meta.get("nlist", 0)),
+                         int(meta.get("nprobe", 0)), int(meta.get("planned_for", meta.get("count", 0))))
+        return cls(index, plan, int(meta.get("generation", -1)), path, mmap)
 
 
 def _sidecar(path: Path) -> Path:
