@@ -21,7 +21,7 @@ from search.labeling import (
     label_set_summary,
     list_label_sets,
 )
-from tests.fakes import solid
+from tests.fakes import ColourEncoder, solid
 
 COLOURS = ["red", "green", "blue", "yellow"]
 
@@ -149,3 +149,26 @@ def test_jsonl_and_coco_exports(coll, fake_encoder):
     assert list(cats.values()) == COLOURS and len(images) == 12
     for ann in doc["annotations"]:
         assert Path(images[ann["image_id"]]).parent.name == cats[ann["category_id"]]
+
+
+def test_sigmoid_model_stores_sigmoid_scores(coll, fake_encoder):
+    """A model with a logit bias (SigLIP-style) labels with sigmoid(scale·cos + bias)."""
+    import numpy as np
+
+    from search.prompts import prompt_vectors
+
+    class SigColour(ColourEncoder):
+        logit_bias = -60.0
+        is_sigmoid = True
+
+    sig = SigColour()
+    summary = label_collection(coll, sig, COLOURS, name="sig", top=4)
+    assert summary.mode == "sigmoid"
+    vecs = prompt_vectors(sig, COLOURS).vectors
+    for row in label_rows(coll.catalog, "sig"):
+        cos = float(coll.catalog.vector_of(row.item_id) @ vecs[COLOURS.index(row.label)])
+        assert row.score == pytest.approx(1 / (1 + np.exp(-(100 * cos - 60))), abs=1e-5)
+    # yellow items: yellow scores ~1; red and green (both in yellow light) beat the background too
+    yellow = [r for r in label_rows(coll.catalog, "sig") if "yellow" in r.path]
+    assert {r.label for r in yellow} == {"yellow", "red", "green"}
+    assert all(r.score > 0.99 for r in yellow if r.label == "yellow")
