@@ -89,6 +89,18 @@ class Preparer:
             return state
 
 
+def mark_repeat(p: Prepared, first_seen: set[str]) -> None:
+    """In run order: a decoded file whose content an earlier file of this run already
+    brought becomes a duplicate of it, so identical files are encoded once. (Done in
+    order, not in the decode threads, so the first file is always written first.)"""
+    if p.pixels is None or p.content_hash is None:
+        return
+    if p.content_hash in first_seen:
+        p.action, p.pixels, p.source_id = DUPLICATE, None, None
+    else:
+        first_seen.add(p.content_hash)
+
+
 def _short(exc: ImageDecodeError) -> str:
     # The path is already in the report's row; keep the reason itself.
     text = str(exc)

@@ -16,8 +16,18 @@ from pathlib import Path
 
 from clipfind.errors import CollectionError
 from clipfind.store.catalog import ItemState
-from clipfind.store.collection import Collection
-from indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared, Preparer
+from clipfind.store.collection import Collection, IndexUpdater
+from indexer.prepare import (
+    CHANGED,
+    DUPLICATE,
+    MOVED,
+    NEW,
+    SKIPPED,
+    TOUCHED,
+    Prepared,
+    Preparer,
+    mark_repeat,
+)
 from indexer.walk import FileEntry, walk
 from indexer.writer import remove_missing, write_batch
 
@@ -82,7 +92,10 @@ def index_paths(
     catalog = collection.catalog
     existing = catalog.states_under(roots)
     summary = IndexSummary()
-    entries = list(walk(roots, exclude, skip_dirs=[collection.settings.data_dir]))
+    rejected: list[tuple[str, str]] = []  # names the catalog cannot store
+    entries = list(walk(roots, exclude, skip_dirs=[collection.settings.data_dir],
+                        rejected=rejected))
+    summary.skipped.extend(rejected)
     seen = {e.path for e in entries}
     todo = [e for e in entries if _changed(existing.get(e.path), e)]
     summary.unchanged = len(entries) - len(todo)
@@ -95,12 +108,14 @@ def index_paths(
     )
     batch_size = batch_size or collection.settings.batch_size
     workers = workers or collection.settings.workers or default_workers()
-    _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress)
+    updater = collection.index_updater()  # the index follows each batch as it commits
+    _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress,
+                  updater)
     gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
     if prune:
-        remove_missing(catalog, gone)
+        updater.apply(remove_missing(catalog, gone))
         summary.removed = len(gone)
-    collection.vector_index()  # rebuild/save now, not on the first search
+    collection.finish_update(updater)  # save now (or rebuild), not on the first search
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -111,38 +126,41 @@ def _changed(old: ItemState | None, entry: FileEntry) -> bool:
 
 def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  # type: ignore[no-untyped-def]
                   batch_size: int, workers: int, summary: IndexSummary,
-                  progress: Progress | None) -> None:
+                  progress: Progress | None, updater: IndexUpdater) -> None:
     import torch
 
     pending: list[Prepared] = []
+    first_seen: set[str] = set()  # content hashes decoded so far in this run
     decoded = 0
     done = 0
     if progress:
         progress(0, len(todo))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         for prepared in _bounded_map(pool, preparer, todo, window=batch_size * 2 + workers):
+            mark_repeat(prepared, first_seen)
             pending.append(prepared)
             _count(prepared, summary)
             if prepared.pixels is not None:
                 decoded += 1
             if decoded >= batch_size or len(pending) >= batch_size * 8:
                 done += len(pending)
-                _flush(catalog, encoder, pending, summary, torch)
+                _flush(catalog, encoder, pending, summary, torch, updater)
                 pending, decoded = [], 0
                 if progress:
                     progress(done, len(todo))
         if pending:
             done += len(pending)
-            _flush(catalog, encoder, pending, summary, torch)
+            _flush(catalog, encoder, pending, summary, torch, updater)
             if progress:
                 progress(done, len(todo))
 
 
-def _flush(catalog, encoder, batch: list[Prepared], summary: IndexSummary, torch) -> None:  # type: ignore[no-untyped-def]
+def _flush(catalog, encoder, batch: list[Prepared], summary: IndexSummary, torch,  # type: ignore[no-untyped-def]
+           updater: IndexUpdater) -> None:
     tensors = [p.pixels for p in batch if p.pixels is not None]
     vectors = encoder.encode_pixels(torch.stack(tensors)) if tensors else None
     summary.encoded += len(tensors)
-    write_batch(catalog, batch, vectors)
+    updater.apply(write_batch(catalog, batch, vectors))
     for p in batch:
         p.pixels = None  # free memory early
 

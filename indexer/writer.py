@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clipfind.store.catalog import Catalog, vector_to_bytes
+from clipfind.store.collection import IndexChanges
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Item
 from indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared
 
@@ -20,26 +21,44 @@ def write_batch(
     catalog: Catalog,
     batch: list[Prepared],
     vectors: npt.NDArray[np.float32] | None,
-) -> None:
+) -> IndexChanges:
     """Store a batch of prepared files; ``vectors`` rows match the batch's decoded
-    (NEW/CHANGED) entries in order."""
+    (NEW/CHANGED) entries in order. Returns what changed for the FAISS index."""
     vec_iter = iter(vectors if vectors is not None else ())
     now = datetime.now()
+    touched: list[Item] = []
     with catalog.session() as session:
         for p in batch:
             if p.action in (NEW, CHANGED):
-                _upsert(session, p, STATUS_OK, vector_to_bytes(next(vec_iter)), now)
+                touched.append(_upsert(session, p, STATUS_OK, vector_to_bytes(next(vec_iter)), now))
             elif p.action == SKIPPED:
-                _upsert(session, p, STATUS_SKIPPED, None, now)
+                touched.append(_upsert(session, p, STATUS_SKIPPED, None, now))
             elif p.action == DUPLICATE:
-                donor = session.get(Item, p.source_id)
-                _upsert(session, p, STATUS_OK, donor.vector if donor else None, now, donor)
+                donor = (session.get(Item, p.source_id) if p.source_id is not None
+                         else _donor_by_hash(session, p.content_hash))
+                touched.append(_upsert(session, p, STATUS_OK, donor.vector if donor else None,
+                                       now, donor))
             elif p.action == TOUCHED:
                 row = session.get(Item, p.existing_id)
                 row.size, row.mtime_ns = p.entry.size, p.entry.mtime_ns
             elif p.action == MOVED:
                 _move(session, p)
-        catalog.bump_generation(session)
+        session.flush()  # new rows get their ids
+        upserts = {r.id: r.vector for r in touched if r.status == STATUS_OK and r.vector}
+        removed = tuple(r.id for r in touched if r.id not in upserts)
+        generation = catalog.bump_generation(session)
+    return IndexChanges(generation, upserts, removed)
+
+
+def _donor_by_hash(session: Session, content_hash: str | None) -> Item | None:
+    """The first indexed item with this content: a file earlier in this run, already
+    written (same batch or an earlier one), whose vector a duplicate reuses."""
+    if content_hash is None:
+        return None
+    return session.scalar(
+        select(Item).where(Item.content_hash == content_hash, Item.status == STATUS_OK,
+                           Item.vector.is_not(None)).order_by(Item.id).limit(1)
+    )
 
 
 def _upsert(
@@ -49,7 +68,7 @@ def _upsert(
     vector: bytes | None,
     now: datetime,
     donor: Item | None = None,
-) -> None:
+) -> Item:
     row = session.get(Item, p.existing_id) if p.existing_id else None
     if row is None:
         row = session.scalar(select(Item).where(Item.path == p.entry.path))
@@ -72,6 +91,7 @@ def _upsert(
         row.taken_at, row.camera, row.format = donor.taken_at, donor.camera, donor.format
     elif status == STATUS_SKIPPED:
         row.width = row.height = row.taken_at = row.camera = row.format = None
+    return row
 
 
 def _move(session: Session, p: Prepared) -> None:
@@ -82,9 +102,11 @@ def _move(session: Session, p: Prepared) -> None:
     row.size, row.mtime_ns = p.entry.size, p.entry.mtime_ns
 
 
-def remove_missing(catalog: Catalog, ids: list[int]) -> None:
+def remove_missing(catalog: Catalog, ids: list[int]) -> IndexChanges | None:
+    """Delete items (files gone, or forgotten); ``None`` when there was nothing to do."""
     if not ids:
-        return
+        return None
     with catalog.session() as session:
         catalog.delete_items(session, ids)
-        catalog.bump_generation(session)
+        generation = catalog.bump_generation(session)
+    return IndexChanges(generation, removed=tuple(ids))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, create_engine, delete, event, func, or_, select, update
+from sqlalchemy import Engine, and_, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
@@ -101,11 +101,13 @@ class Catalog:
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
 
-    def bump_generation(self, session: Session) -> None:
-        """Call inside every transaction that changes vectors or items."""
+    def bump_generation(self, session: Session) -> int:
+        """Call inside every transaction that changes vectors or items; returns the new
+        generation."""
         row = session.get(Meta, "generation", with_for_update=True)
         value = int(row.value) + 1 if row else 1
         session.merge(Meta(key="generation", value=str(value)))
+        return value
 
     # -- items -------------------------------------------------------------------
     def states_under(self, roots: Iterable[Path]) -> dict[str, ItemState]:
@@ -114,7 +116,11 @@ class Catalog:
         for root in roots:
             prefix = str(root).rstrip("/") + "/"
             escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            conds.append(Item.path.like(escaped + "%", escape="\\"))
+            # LIKE finds candidates (with an index where the database can); the exact
+            # prefix test keeps it case-sensitive (SQLite's LIKE ignores ASCII case, so
+            # indexing /x/a would otherwise prune the items of /x/A).
+            conds.append(and_(Item.path.like(escaped + "%", escape="\\"),
+                              func.substr(Item.path, 1, len(prefix)) == prefix))
             conds.append(Item.path == str(root))
         if not conds:
             return {}

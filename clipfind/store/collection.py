@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,6 +15,47 @@ from clipfind.store.catalog import Catalog
 from clipfind.store.vectors import VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexChanges:
+    """What one committed write did to the vectors: ``upserts`` maps item ids to their
+    new vector bytes, ``removed`` lists ids that no longer have one; ``generation`` is
+    the catalog generation the write committed."""
+
+    generation: int
+    upserts: dict[int, bytes] = field(default_factory=dict)
+    removed: tuple[int, ...] = ()
+
+
+class IndexUpdater:
+    """Applies a run's writes to an in-memory index as they commit. The index stays
+    searchable throughout (its generation follows the catalog's); when a write's
+    generation is not the next one, another writer was at work and the updater gives
+    up, which makes :meth:`Collection.finish_update` rebuild from the catalog."""
+
+    def __init__(self, index: VectorIndex | None) -> None:
+        self.index = index
+
+    def apply(self, changes: IndexChanges | None) -> None:
+        index = self.index
+        if index is None or changes is None:
+            return
+        if changes.generation != index.generation + 1:
+            log.info("catalog changed by another writer: the index will be rebuilt")
+            self.index = None
+            return
+        gone = [i for i in changes.removed if i not in changes.upserts]
+        if gone:
+            index.remove(np.asarray(gone, dtype=np.int64))
+        if changes.upserts:
+            ids = np.fromiter(changes.upserts, dtype=np.int64, count=len(changes.upserts))
+            vecs = np.frombuffer(b"".join(changes.upserts.values()), dtype=np.float32)
+            if vecs.size != len(ids) * index.dim:  # another model's width: start afresh
+                self.index = None
+                return
+            index.add(ids, vecs.reshape(len(ids), -1))
+        index.generation = changes.generation
 
 PROBE_TEXT = "a photo of a dog on a beach"
 _SAME_MODEL_COSINE = 0.99
@@ -73,6 +115,27 @@ class Collection:
             self.catalog.set_meta("model_probe", probe.astype(np.float32).tobytes().hex(), session)
 
     # -- the FAISS index -------------------------------------------------------------
+    def index_updater(self) -> IndexUpdater:
+        """Follow a run of writes (an index run, ``forget``) with the current index, so the
+        run ends with a save instead of a rebuild from the catalog."""
+        return IndexUpdater(self.vector_index())
+
+    def finish_update(self, updater: IndexUpdater) -> VectorIndex:
+        """Save the index an :class:`IndexUpdater` kept in step with the catalog; rebuild
+        instead when it lost step (another writer) or the collection outgrew its kind."""
+        index = updater.index
+        if index is None or index.generation != self.catalog.generation:
+            return self.vector_index()
+        fits = getattr(index, "fits", None)
+        if fits is not None and not fits(len(index)):
+            with self._index_lock:
+                self._index = self.rebuild_index()
+                return self._index
+        with self._index_lock:
+            index.save(self.settings.index_path)
+            self._index = index
+        return index
+
     def vector_index(self) -> VectorIndex:
         """The index for the catalog's current generation: loaded from disk when fresh,
         otherwise rebuilt from the catalog and saved."""
