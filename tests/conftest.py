@@ -15,6 +15,8 @@ for _key in [k for k in os.environ if k.startswith("CLIPFIND_")]:
     del os.environ[_key]
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
+# reference_model / reference_encoder: the project's tiny CLIP trained on synthetic shapes
+pytest_plugins = ["tests.reference"]
 _real_connect = socket.socket.connect
 
 

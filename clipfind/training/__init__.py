@@ -1,0 +1,1 @@
+"""Contrastive training: synthetic data, dataset loaders, the trainer, the reference model."""

@@ -1,0 +1,94 @@
+"""The project's own reference model: a tiny ViT CLIP taught by :func:`train` on the
+synthetic shapes, so retrieval, classification and detection can be checked end to end
+with known answers and no downloaded weights.
+
+:func:`ensure_reference_model` trains it once (about two minutes on 2 CPU cores) and
+caches it under a folder keyed by a hash of the recipe and the generator version; a
+file lock lets parallel processes share one training run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from clipfind.training.model import Augment
+from clipfind.training.synthetic import GENERATOR_VERSION, ShapesDataset
+from clipfind.training.trainer import Progress, TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+# Image 64 px in 8 px patches: an 8x8 grid of patch tokens, fine enough to localise a
+# shape for detection. Context 32 tokens covers the longest synthetic caption.
+MODEL_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 4, "width": 96, "patch_size": 8, "head_width": 32,
+                   "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 96, "heads": 3, "layers": 2,
+                 "mlp_ratio": 2.0},
+}
+RECIPE = {
+    "train_images": 4096, "val_images": 512, "render_size": 64, "seed": 0,
+    "epochs": 8, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.1,
+}
+
+
+def recipe_key() -> str:
+    """Hash of everything that decides the model's weights."""
+    doc = json.dumps({"model": MODEL_CFG, "recipe": RECIPE, "generator": GENERATOR_VERSION}, sort_keys=True)
+    return hashlib.sha256(doc.encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    """``/work/main/.cache``-style: ``.cache/reference-model`` beside the source tree."""
+    return Path(__file__).resolve().parents[2] / ".cache" / "reference-model"
+
+
+def train_reference(out: Path, progress: Progress | None = None, **overrides: object) -> Path:
+    """Train the reference model into ``out`` (no caching); ``overrides`` change the
+    recipe (for experiments)."""
+    recipe = {**RECIPE, **overrides}
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "model_config.json"
+    config_path.write_text(json.dumps(MODEL_CFG, indent=2))
+    data = ShapesDataset(int(recipe["train_images"]), seed=int(recipe["seed"]),
+                         size=int(recipe["render_size"]))
+    val = ShapesDataset(int(recipe["val_images"]), seed=int(recipe["seed"]) + 1,
+                        size=int(recipe["render_size"]), random_captions=False)
+    cfg = TrainConfig(
+        model=str(config_path), out=out, loss="clip", epochs=int(recipe["epochs"]),
+        batch_size=int(recipe["batch_size"]), lr=float(recipe["lr"]),
+        weight_decay=float(recipe["weight_decay"]), warmup=float(recipe["warmup"]),
+        augment=Augment(), seed=int(recipe["seed"]), threads=overrides.get("threads"),  # type: ignore[arg-type]
+    )
+    train(replace(cfg), data, val, progress=progress)
+    (out / "reference.json").write_text(json.dumps(
+        {"key": recipe_key(), "recipe": recipe, "generator_version": GENERATOR_VERSION}, indent=2))
+    return out
+
+
+def ensure_reference_model(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
+    """The cached reference model's folder (load it with ``local-dir:PATH``), training
+    it first when the cache holds none for the current recipe."""
+    from filelock import FileLock
+
+    cache_dir = (cache_dir or default_cache_dir()).expanduser()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    final = cache_dir / recipe_key()
+    if (final / "reference.json").is_file():
+        return final
+    with FileLock(str(cache_dir / f"{recipe_key()}.lock")):
+        if (final / "reference.json").is_file():  # another process finished meanwhile
+            return final
+        log.info("training the reference model into %s (about two minutes)", final)
+        work = cache_dir / f"{recipe_key()}.partial"
+        shutil.rmtree(work, ignore_errors=True)
+        train_reference(work, progress)
+        (work / "train_state.pt").unlink(missing_ok=True)  # optimizer state: not needed
+        shutil.rmtree(final, ignore_errors=True)
+        work.rename(final)
+    return final

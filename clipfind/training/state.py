@@ -1,0 +1,47 @@
+"""The resumable training state (``train_state.pt`` beside the checkpoint): weights,
+optimizer, schedule, and where the run was. Written atomically after every epoch."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pt"
+
+
+def save_state(out: Path, model: Any, opt: Any, sched: Any, run: Any) -> None:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "run": {k: v for k, v in asdict(run).items() if k != "history"},
+        "history": [asdict(h) for h in run.history],
+    }
+    tmp = out / (STATE_FILE + ".tmp")
+    torch.save(doc, tmp)
+    os.replace(tmp, out / STATE_FILE)
+
+
+def load_state(out: Path, model: Any, opt: Any, sched: Any) -> Any | None:
+    """Restore a run saved by :func:`save_state`; ``None`` when there is none."""
+    import torch
+
+    from clipfind.training.trainer import EpochMetrics, _RunState
+
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    doc = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(doc["model"])
+    opt.load_state_dict(doc["optimizer"])
+    sched.load_state_dict(doc["scheduler"])
+    run = _RunState(**doc["run"])
+    run.history = [EpochMetrics(**h) for h in doc["history"]]
+    log.info("resuming after epoch %d (step %d)", run.epoch, run.step)
+    return run

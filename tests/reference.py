@@ -1,0 +1,28 @@
+"""The reference model fixture: the project's tiny CLIP trained on synthetic shapes.
+
+Trained once by :func:`clipfind.training.reference.ensure_reference_model` (about two
+minutes on 2 CPU cores) and cached under ``.cache/reference-model/<recipe hash>``;
+parallel pytest processes share one training run through a file lock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def reference_model() -> Path:
+    """Folder of the trained reference checkpoint: load it with ``local-dir:PATH``."""
+    from clipfind.training.reference import ensure_reference_model
+
+    return ensure_reference_model()
+
+
+@pytest.fixture(scope="session")
+def reference_encoder(reference_model: Path):  # type: ignore[no-untyped-def]
+    """A :class:`ClipEncoder` on the reference model (CPU)."""
+    from clipfind.encoder import ClipEncoder
+
+    return ClipEncoder(f"local-dir:{reference_model}", device="cpu")
