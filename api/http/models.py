@@ -4,12 +4,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 MAX_TERMS = 20
 MAX_ID = 2**62  # larger ids cannot exist (SQLite integers); treated as "not found"
+
+
+def _aware(value: datetime) -> datetime:
+    return value.astimezone() if value.tzinfo is None else value
+
+
+# Times the server took itself (naive local in the catalog): sent with their UTC offset,
+# so they are RFC 3339 date-times.
+ServerTime = Annotated[datetime, AfterValidator(_aware)]
+# A camera's EXIF time has no zone at all: sent as it was recorded, without an offset.
+WallTime = Annotated[
+    datetime,
+    PlainSerializer(lambda d: d.isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "description": "Local wall-clock time as the camera "
+                    "recorded it (ISO 8601, no UTC offset: EXIF has none)."}),
+]
 
 
 class ErrorOut(BaseModel):
@@ -23,7 +39,7 @@ class HitOut(BaseModel):
     name: str = Field(description="The file's name.")
     width: int | None = None
     height: int | None = None
-    taken_at: datetime | None = Field(None, description="EXIF capture time, if known.")
+    taken_at: WallTime | None = Field(None, description="EXIF capture time, if known.")
     camera: str | None = None
     thumbnail: str = Field(description="URL of a thumbnail (add ?size=N).")
     image: str = Field(description="URL of the original file.")
@@ -76,10 +92,10 @@ class ItemOut(BaseModel):
     size: int
     width: int | None = None
     height: int | None = None
-    taken_at: datetime | None = None
+    taken_at: WallTime | None = None
     camera: str | None = None
     format: str | None = None
-    indexed_at: datetime | None = None
+    indexed_at: ServerTime | None = None
     labels: list[ItemLabelOut] = Field(default_factory=list)
     thumbnail: str
     image: str
@@ -106,9 +122,9 @@ class JobOut(BaseModel):
     roots: list[str]
     done: int = Field(0, description="Files processed so far.")
     total: int = Field(0, description="Files to process (known once the walk is done).")
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: ServerTime
+    started_at: ServerTime | None = None
+    finished_at: ServerTime | None = None
     summary: dict[str, Any] | None = Field(None, description="The indexer's summary when done.")
     error: str | None = None
 
