@@ -74,7 +74,9 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clipfind`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode typer *returns* the code of an Exit it caught; Ctrl-C
+        # is one of them (Exit(130)), which used to end the run silently with status 0.
+        code = app(args=argv, standalone_mode=False)
     except ClipfindError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -88,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
+        code = 130
+    if code == 130:
         print("interrupted; finished batches are saved, run the command again to resume",
               file=sys.stderr)
-        return 130
-    return 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

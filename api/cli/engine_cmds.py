@@ -135,12 +135,24 @@ def info(
     if json:
         emit_json(doc)
         return
+    index = doc["index"]
+    lines = [
+        ("collection", doc["collection"]),
+        ("model", f"{doc['model'] or '(none yet)'}" + (f" (dim {doc['dim']})" if doc["dim"] else "")),
+        ("indexed", doc["indexed"]),
+        ("skipped", doc["skipped"]),
+        ("index", f"{index['kind']}, {index['vectors']} vectors, generation {index['generation']}"),
+        ("database", doc["database"]),
+        ("data dir", doc["data_dir"]),
+    ]
     out = console()
-    for key in ("collection", "model", "dim", "indexed", "skipped", "index", "database",
-                "data_dir"):
-        out.print(f"{key:>10}: {doc[key]}", markup=False, highlight=False)
+    for key, value in lines:  # soft_wrap: long paths stay whole, for grep and copy-paste
+        out.print(f"{key:>10}: {value}", markup=False, highlight=False, soft_wrap=True)
     for row in doc["skipped_files"][:50]:
-        out.print(f"  skipped {row['path']}: {row['reason']}", markup=False, highlight=False)
+        out.print(f"  skipped {row['path']}: {row['reason']}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if len(doc["skipped_files"]) > 50:
+        out.print(f"  … and {len(doc['skipped_files']) - 50} more (--json lists all)")
 
 
 def forget(
