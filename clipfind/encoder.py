@@ -50,7 +50,8 @@ class ClipEncoder:
         self.requested_device = device
         self.batch_size = batch_size
         self._loaded: LoadedModel | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # model loading
+        self._cache_lock = threading.Lock()
         self._text_cache: OrderedDict[str, Vectors] = OrderedDict()
         self._text_cache_size = text_cache_size
 
@@ -129,25 +130,27 @@ class ClipEncoder:
 
     # -- texts -------------------------------------------------------------------
     def encode_texts(self, texts: Sequence[str]) -> Vectors:
-        """Encode texts; repeated texts come from the cache."""
-        missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        """Encode texts; repeated texts come from an LRU cache (safe across threads: the
+        API serves queries from several at once)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        wanted = list(dict.fromkeys(texts))
+        with self._cache_lock:
+            found = {t: self._text_cache[t] for t in wanted if t in self._text_cache}
+            for t in found:
+                self._text_cache.move_to_end(t)
+        missing = [t for t in wanted if t not in found]
         if missing:
             fresh = self._encode_texts_uncached(missing)
-            with self._lock:
+            found.update(zip(missing, fresh, strict=True))
+            with self._cache_lock:
                 for text, vec in zip(missing, fresh, strict=True):
                     self._text_cache[text] = vec
                     self._text_cache.move_to_end(text)
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
-        rows = []
-        for t in texts:
-            vec = self._text_cache.get(t)
-            if vec is None:  # evicted by a concurrent caller; recompute just this one
-                vec = self._encode_texts_uncached([t])[0]
-            rows.append(vec)
-        if not rows:
-            return np.zeros((0, 0), np.float32)
-        return np.stack(rows).astype(np.float32, copy=False)
+        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
     def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
         import torch

@@ -143,6 +143,13 @@ def _check_known(parsed: ModelSpec, open_clip: Any) -> None:
             f"Model {parsed.model_name!r} needs a pretrained tag, e.g. "
             f"{parsed.model_name}/{tags[0]} (known: {', '.join(tags)})."
         )
+    clean = [t.lower().replace("-", "_") for t in tags]
+    tag = parsed.pretrained
+    if tag and tags and tag.lower().replace("-", "_") not in clean and not Path(tag).is_file():
+        raise ModelLoadError(
+            f"Unknown pretrained tag {tag!r} for model {parsed.model_name!r} in spec "
+            f"{parsed.spec!r} (known: {', '.join(tags)}). " + LOCAL_HELP
+        )
 
 
 def _explain(parsed: ModelSpec, exc: Exception) -> str:
