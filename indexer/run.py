@@ -17,6 +17,7 @@ from pathlib import Path
 from clipfind.errors import CollectionError
 from clipfind.store.catalog import ItemState
 from clipfind.store.collection import Collection, IndexUpdater
+from indexer.encode import EncodeStage, single_thread_torch
 from indexer.prepare import (
     CHANGED,
     DUPLICATE,
@@ -48,10 +49,16 @@ class IndexSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     encoded: int = 0
     seconds: float = 0.0
+    pipeline_seconds: float = 0.0  # decode + encode + write only (no model load, no walk)
 
     @property
     def images_per_second(self) -> float:
         return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def pipeline_images_per_second(self) -> float:
+        """Throughput of decoding + encoding + writing, the rate a big folder sees."""
+        return self.encoded / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -61,6 +68,8 @@ class IndexSummary:
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
             "encoded": self.encoded, "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 2),
+            "pipeline_seconds": round(self.pipeline_seconds, 3),
+            "pipeline_images_per_second": round(self.pipeline_images_per_second, 2),
         }
 
 
@@ -109,8 +118,10 @@ def index_paths(
     batch_size = batch_size or collection.settings.batch_size
     workers = workers or collection.settings.workers or default_workers()
     updater = collection.index_updater()  # the index follows each batch as it commits
+    pipeline_started = time.perf_counter()
     _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress,
                   updater)
+    summary.pipeline_seconds = time.perf_counter() - pipeline_started
     gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
     if prune:
         updater.apply(remove_missing(catalog, gone))
@@ -127,16 +138,16 @@ def _changed(old: ItemState | None, entry: FileEntry) -> bool:
 def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  # type: ignore[no-untyped-def]
                   batch_size: int, workers: int, summary: IndexSummary,
                   progress: Progress | None, updater: IndexUpdater) -> None:
-    import torch
-
     pending: list[Prepared] = []
     first_seen: set[str] = set()  # content hashes decoded so far in this run
     decoded = 0
     done = 0
     if progress:
         progress(0, len(todo))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        for prepared in _bounded_map(pool, preparer, todo, window=batch_size * 2 + workers):
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode",
+                            initializer=single_thread_torch) as pool, EncodeStage(encoder) as stage:
+        window = batch_size * (stage.streams + 1) + workers  # every stream fed, one batch ahead
+        for prepared in _bounded_map(pool, preparer, todo, window=window):
             mark_repeat(prepared, first_seen)
             pending.append(prepared)
             _count(prepared, summary)
@@ -144,25 +155,26 @@ def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  
                 decoded += 1
             if decoded >= batch_size or len(pending) >= batch_size * 8:
                 done += len(pending)
-                _flush(catalog, encoder, pending, summary, torch, updater)
+                _flush(catalog, stage.submit(pending), summary, updater)
                 pending, decoded = [], 0
                 if progress:
                     progress(done, len(todo))
         if pending:
             done += len(pending)
-            _flush(catalog, encoder, pending, summary, torch, updater)
-            if progress:
-                progress(done, len(todo))
+            _flush(catalog, stage.submit(pending), summary, updater)
+        _flush(catalog, stage.drain(), summary, updater)
+        if progress:
+            progress(done, len(todo))
 
 
-def _flush(catalog, encoder, batch: list[Prepared], summary: IndexSummary, torch,  # type: ignore[no-untyped-def]
+def _flush(catalog, encoded, summary: IndexSummary,  # type: ignore[no-untyped-def]
            updater: IndexUpdater) -> None:
-    tensors = [p.pixels for p in batch if p.pixels is not None]
-    vectors = encoder.encode_pixels(torch.stack(tensors)) if tensors else None
-    summary.encoded += len(tensors)
-    updater.apply(write_batch(catalog, batch, vectors))
-    for p in batch:
-        p.pixels = None  # free memory early
+    """Write the batches the encode stage has finished, oldest first."""
+    for batch, vectors in encoded:
+        summary.encoded += 0 if vectors is None else len(vectors)
+        updater.apply(write_batch(catalog, batch, vectors))
+        for p in batch:
+            p.pixels = None  # free memory early
 
 
 def _count(p: Prepared, summary: IndexSummary) -> None:

@@ -1,0 +1,108 @@
+"""The encode stage: batches of preprocessed images through the model, on CPU cores the
+decoders do not starve, and back in the order they went in.
+
+On a CPU, one forward pass spread over all cores (torch's intra-op threads) wastes time
+at every operator's barrier, and far more when decode threads take a core away in the
+middle of an operator. Independent single-threaded forward passes, one per core
+(``streams``), keep every core busy with useful work, and the operating system
+interleaves them with decoding without anyone waiting on a barrier. The decode threads
+get one intra-op thread each too: torch's small per-image transforms (``ToTensor``,
+``Normalize``) otherwise start a thread team per call and cost ten times more CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Batch = list[Any]  # list[indexer.prepare.Prepared]
+Done = tuple[Batch, "npt.NDArray[np.float32] | None"]
+
+
+def single_thread_torch() -> None:
+    """Thread initializer: this thread's torch operators run on this thread alone."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def plan_streams(encoder: Any, cores: int | None = None) -> tuple[int, int]:
+    """``(streams, threads per stream)`` for ``encoder``: one single-threaded stream per
+    core on a CPU (at most 2; more cores go to each stream's threads), one stream on an
+    accelerator, whose work is queued on the device anyway."""
+    cores = cores or os.cpu_count() or 1
+    device = getattr(encoder, "device", None)
+    if device is None or getattr(device, "type", str(device)) != "cpu":
+        return 1, 0  # 0: leave torch's threads as they are
+    streams = min(2, cores)
+    return streams, max(1, cores // streams)
+
+
+class EncodeStage:
+    """Encodes submitted batches on ``streams`` threads; finished batches come back
+    oldest first, so the catalog is written in walk order."""
+
+    def __init__(self, encoder: Any, streams: int | None = None, threads: int | None = None) -> None:
+        planned = plan_streams(encoder)
+        self.encoder = encoder
+        self.streams = streams or planned[0]
+        self.threads = planned[1] if threads is None else threads
+        self._inflight: deque[tuple[Batch, Future[Any] | None]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._saved_threads = 0
+
+    def __enter__(self) -> EncodeStage:
+        import torch
+
+        self._saved_threads = torch.get_num_threads()
+        self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="encode",
+                                        initializer=self._init_thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        assert self._pool is not None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Threads started later (a server's request threads) get torch's usual count back.
+        torch.set_num_threads(self._saved_threads)
+
+    def _init_thread(self) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+    def submit(self, batch: Batch) -> list[Done]:
+        """Queue ``batch``; return the batches finished meanwhile (blocking only while
+        every stream is busy)."""
+        tensors = [p.pixels for p in batch if p.pixels is not None]
+        assert self._pool is not None
+        future = self._pool.submit(self._encode, tensors) if tensors else None
+        self._inflight.append((batch, future))
+        done: list[Done] = []
+        while self._inflight and (len(self._inflight) > self.streams or _ready(self._inflight[0][1])):
+            done.append(self._pop())
+        return done
+
+    def drain(self) -> list[Done]:
+        """Every batch still in flight, oldest first."""
+        return [self._pop() for _ in range(len(self._inflight))]
+
+    def _pop(self) -> Done:
+        batch, future = self._inflight.popleft()
+        return batch, (future.result() if future is not None else None)
+
+    def _encode(self, tensors: list[Any]) -> npt.NDArray[np.float32]:
+        import torch
+
+        return self.encoder.encode_pixels(torch.stack(tensors))
+
+
+def _ready(future: Future[Any] | None) -> bool:
+    return future is None or future.done()
