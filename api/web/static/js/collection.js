@@ -21,6 +21,7 @@ export class CollectionView {
       div.className = "stat";
       div.innerHTML = '<div class="v"></div><div class="k"></div>';
       div.firstChild.textContent = v;
+      if (String(v).length > 14) div.firstChild.classList.add("long");
       div.lastChild.textContent = k;
       return div;
     }));
@@ -32,9 +33,10 @@ export class CollectionView {
       roots.push(p);
     }
     $("roots").replaceChildren(...roots);
-    $("skipped").replaceChildren(...(info.skipped_files || []).slice(0, 200).map((s) => {
+    const skipped = (info.skipped_files || []).slice(0, 200).map((s) => `${s.path}: ${s.reason}`);
+    $("skipped").replaceChildren(...(skipped.length ? skipped : ["none"]).map((text) => {
       const li = document.createElement("li");
-      li.textContent = `${s.path}: ${s.reason}`;
+      li.textContent = text;
       return li;
     }));
   }
