@@ -1,5 +1,5 @@
 // The full image with its metadata and labels; "more like this"; keyboard navigation.
-import { api, setImage, thumb } from "./api.js";
+import { api, apiKey, setImage, thumb } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -14,6 +14,14 @@ export class Lightbox {
     $("lb-more").addEventListener("click", () => { this.dialog.close(); onMoreLikeThis(this.current); });
     $("lb-detect").addEventListener("click", () => { this.dialog.close(); onDetect(this.current); });
     this.dialog.addEventListener("click", (e) => { if (e.target === this.dialog) this.dialog.close(); });
+    // A plain link cannot send the API key: fetch the original with it and open the blob.
+    $("lb-open").addEventListener("click", async (e) => {
+      if (!apiKey.get()) return;
+      e.preventDefault();
+      const tab = window.open("", "_blank");
+      const res = await fetch(this.current.image, { headers: { "X-API-Key": apiKey.get() } });
+      if (tab && res.ok) tab.location = URL.createObjectURL(await res.blob());
+    });
     this.dialog.addEventListener("keydown", (e) => {
       if (e.key === "ArrowLeft") this.step(-1);
       if (e.key === "ArrowRight") this.step(1);
