@@ -87,7 +87,18 @@ def test_sigmoid_and_softmax_differ_on_the_same_vectors():
     assert sig.max() < 0.5 < soft.max()  # "none of these" is possible with a sigmoid
 
 
-def test_models_pick_their_scoring(fake_encoder):
+@pytest.fixture
+def one_torch_thread():  # type: ignore[no-untyped-def]
+    """Tiny models on a busy 2-core machine: 2 intra-op threads cost more than they give."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_models_pick_their_scoring(fake_encoder, one_torch_thread):
     from clipfind.encoder import ClipEncoder
 
     sig = ClipEncoder("tiny-sig-test", device="cpu")
