@@ -172,8 +172,9 @@ def labels_show(name: Annotated[str, typer.Argument(help="Label set name.")],
         emit_json(info.as_dict())
         return
     doc = info.as_dict()
-    console().print(f"{info.name}: {info.model}, {doc['created_at']}, {info.params}",
-                    markup=False, highlight=False)
+    params = ", ".join(f"{k}={v}" for k, v in info.params.items() if v not in (None, [], False))
+    console().print(f"{info.name}: {len(info.labels)} labels, {info.model}, {doc['created_at']}\n"
+                    f"  {params}\n  templates: {info.templates}", markup=False, highlight=False)
     _print_counts({**info.counts, "(none of these)": doc["none_of_these"]})
 
 
