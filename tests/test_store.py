@@ -147,3 +147,23 @@ def test_any_sqlalchemy_url_and_collections_side_by_side(tmp_path, fake_encoder)
     # reopened from the URL alone, the first collection is all there
     again = Collection(Settings(data_dir=data, collection="holidays", db_url=f"sqlite:///{db}"))
     assert again.catalog.count() == 2 and again.stored_model == "fake-colour"
+
+
+def test_two_collections_cannot_share_one_database(tmp_path):
+    from clipfind.errors import CollectionError
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Collection(Settings(data_dir=tmp_path, collection="holidays", db_url=url))
+    with pytest.raises(CollectionError, match="holds collection 'holidays'"):
+        Collection(Settings(data_dir=tmp_path, collection="work", db_url=url))
+    Collection(Settings(data_dir=tmp_path, collection="holidays", db_url=url))  # its owner
+
+
+@pytest.mark.parametrize("url", ["nonsense://", "postgresql+psycopg://me:hunter2@127.0.0.1:1/db",
+                                 "sqlite:////proc/no/such/dir/x.db"])
+def test_an_unusable_database_url_is_one_clear_error(tmp_path, url):
+    from clipfind.errors import CollectionError
+
+    with pytest.raises(CollectionError, match="Cannot open the catalog database") as err:
+        Collection(Settings(data_dir=tmp_path, db_url=url))
+    assert "hunter2" not in str(err.value) and "--db-url" in str(err.value)

@@ -7,6 +7,7 @@ records the generation it was built from, which is how staleness is detected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from clipfind.errors import CollectionError
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
 
 __all__ = ["Catalog", "Item", "ItemState"]
@@ -41,6 +45,13 @@ def vector_to_bytes(vec: npt.NDArray[np.float32]) -> bytes:
 
 def bytes_to_vector(data: bytes) -> npt.NDArray[np.float32]:
     return np.frombuffer(data, dtype=np.float32)
+
+
+def _safe_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show it without anything that looks like a password
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 def _make_engine(url: str) -> Engine:
@@ -71,8 +82,17 @@ class Catalog:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _make_engine(url)
-        Base.metadata.create_all(self.engine)
+        try:
+            self.engine = _make_engine(url)
+            Base.metadata.create_all(self.engine)
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
+            # a typo in --db-url, a server that is down, a missing driver: one sentence
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise CollectionError(
+                f"Cannot open the catalog database {_safe_url(url)}: {reason}. Check --db-url "
+                "/ CLIPFIND_DB_URL (a SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB, "
+                "with its driver installed)."
+            ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

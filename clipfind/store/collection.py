@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clipfind.config import DEFAULT_MODEL, Settings
-from clipfind.errors import ModelMismatchError
+from clipfind.errors import CollectionError, ModelMismatchError
 from clipfind.store.catalog import Catalog
 from clipfind.store.vectors import VectorIndex, choose_kind
 
@@ -70,6 +70,22 @@ class Collection:
         self.catalog = Catalog(settings.database_url)
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
+        self._claim_database()
+
+    def _claim_database(self) -> None:
+        """One database holds one collection: two collections given the same --db-url
+        would mix their items, so the second one is refused with a way out."""
+        owner = self.catalog.get_meta("collection")
+        if owner is None:
+            self.catalog.set_meta("collection", self.settings.collection)
+        elif owner != self.settings.collection:
+            url = self.catalog.engine.url.render_as_string(hide_password=True)
+            self.catalog.close()
+            raise CollectionError(
+                f"The database {url} holds collection '{owner}', not "
+                f"'{self.settings.collection}'; give each collection its own --db-url "
+                "(or CLIPFIND_DB_URL), or use --collection " + owner + "."
+            )
 
     def close(self) -> None:
         self.catalog.close()
