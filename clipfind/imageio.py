@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.JpegImagePlugin import JpegImageFile
 
 from clipfind.errors import ImageDecodeError
 
@@ -136,7 +137,8 @@ def _decode_open(im: Image.Image, target_size: int | None, max_pixels: int,
         orientation = int(im.getexif().get(_ORIENTATION) or 1)
     except Exception:  # broken EXIF must never cost the image
         orientation = 1
-    box = _draft(im, target_size) if target_size and im.format == "JPEG" else None
+    # MPO (phones' and cameras' multi-picture JPEGs) is a JPEG too, and drafts the same way
+    box = _draft(im, target_size) if target_size and isinstance(im, JpegImageFile) else None
     im.load()
     if box is not None:
         im = im.resize((max(1, round(box[2])), max(1, round(box[3]))), Image.Resampling.BICUBIC,

@@ -96,6 +96,15 @@ def test_draft_mode_decodes_a_large_jpeg_at_a_fraction_of_its_size():
     assert full.image.size == (3000, 4000)
 
 
+def test_multi_picture_jpegs_draft_too():
+    first, second = Image.new("RGB", (2000, 1500), (255, 0, 0)), Image.new("RGB", (2000, 1500))
+    buf = io.BytesIO()
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    decoded = decode_image(buf.getvalue(), target_size=224)
+    assert decoded.info.format == "MPO" and decoded.image.size == (1000, 750)
+    assert _is_red(decoded.image.getpixel((5, 5)))  # the first picture
+
+
 def test_draft_keeps_exact_proportions_when_the_scale_does_not_divide_the_size():
     # 333 rows: a 1/4 draft decodes 84 rows that stand for 336; an edge at row 300 must
     # stay at 300/333 of the height, not drift to 300/336.
