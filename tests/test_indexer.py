@@ -268,3 +268,17 @@ def test_another_writer_between_batches_makes_the_run_rebuild(tmp_path, fake_set
     _index(coll, fake_encoder, tmp_path / "q")
     assert rebuilt
     _assert_index_matches_catalog(coll)
+
+
+def test_an_image_that_turns_bad_leaves_the_index(tmp_path, fake_settings, fake_encoder,
+                                                   monkeypatch):
+    photos = _photos(tmp_path / "p")
+    coll = Collection(fake_settings)
+    _index(coll, fake_encoder, tmp_path / "p")
+    monkeypatch.setattr(coll, "rebuild_index", lambda *a: pytest.fail("rebuilt"))
+    photos["red"].write_bytes(photos["red"].read_bytes()[:100])  # a sync tool cut it short
+    summary, encoded = _index(coll, fake_encoder, tmp_path / "p")
+    assert [Path(p).name for p, _ in summary.skipped] == ["red.jpg"] and encoded == 0
+    assert "red.jpg" not in _top(coll, fake_encoder, "red", k=10)
+    assert len(coll.vector_index()) == len(COLOURS) - 1
+    assert [Path(p).name for _, p, _ in coll.catalog.skipped()] == ["red.jpg"]
