@@ -171,3 +171,24 @@ def test_text_cache_is_safe_across_threads(tiny_checkpoint):
         t.join()
     assert errors == []
     assert len(encoder._text_cache) <= 4
+
+
+@pytest.mark.parametrize("name", ["tiny-rn-test", "tiny-sig-test"])  # ViT: tests above
+def test_any_open_clip_family_through_a_local_checkpoint(tmp_path, name):
+    """A ResNet CLIP and a SigLIP-style model (timm tower, sigmoid, bias, no causal mask)."""
+    from tests.fakes import save_tiny_checkpoint
+
+    folder = save_tiny_checkpoint(name, tmp_path / name)
+    encoder = ClipEncoder(f"local-dir:{folder}", batch_size=2)
+    images = [Image.effect_noise((97, 61), 60 + 20 * i).convert("RGB") for i in range(3)]
+    got_images = encoder.encode_images(images)
+    got_texts = encoder.encode_texts(TEXTS[:3])
+    model, pre, tok = encoder.model, encoder.preprocess, encoder.loaded.tokenizer
+    with torch.inference_mode():
+        ref_images = model.encode_image(torch.stack([pre(i) for i in images]), normalize=True)
+        ref_texts = model.encode_text(tok(TEXTS[:3]), normalize=True)
+    assert got_images.dtype == np.float32 and got_images.shape == ref_images.shape
+    assert np.allclose(got_images, ref_images.numpy(), atol=1e-5)
+    assert np.allclose(got_texts, ref_texts.numpy(), atol=1e-5)
+    assert np.allclose(np.linalg.norm(got_images, axis=1), 1, atol=1e-5)
+    assert encoder.is_sigmoid == (name == "tiny-sig-test")
