@@ -38,7 +38,7 @@ warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
      ".heic", ".heif", ".avif"}
 )
 DEFAULT_MAX_PIXELS = 150_000_000

@@ -23,13 +23,14 @@ def _names(root: Path, **kw: object) -> list[str]:
 def test_nested_folders_extensions_and_hidden_things(tmp_path):
     root = tmp_path / "photos"
     for rel in ("a.jpg", "b.PNG", "2020/summer/c.jpeg", "2020/d.webp", "deep/1/2/3/4/e.heic",
-                "f.tiff", "g.avif", "h.bmp", "i.gif"):
+                "f.tiff", "g.avif", "h.bmp", "i.gif", "j.jfif"):
         _touch(root / rel)
     for rel in ("notes.txt", "raw.cr2", ".hidden.jpg", ".thumbnails/t.jpg", "2020/.cache/x.png"):
         _touch(root / rel)
     got = _names(root)
     assert sorted(got) == sorted(["a.jpg", "b.PNG", "2020/summer/c.jpeg", "2020/d.webp",
-                                  "deep/1/2/3/4/e.heic", "f.tiff", "g.avif", "h.bmp", "i.gif"])
+                                  "deep/1/2/3/4/e.heic", "f.tiff", "g.avif", "h.bmp", "i.gif",
+                                  "j.jfif"])
     entry = next(e for e in walk([root]) if e.path.endswith("a.jpg"))
     st = os.stat(entry.path)
     assert (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns)
