@@ -1,4 +1,4 @@
-"""Patch embeddings in the joint image-text space, from an open_clip ViT.
+"""Patch embeddings in the joint image-text space, from an open_clip ViT or ResNet.
 
 A CLIP ViT's patch tokens after the last block are not aligned with text: the last
 block's attention makes every token look like the global (class) token, and its
@@ -52,33 +52,45 @@ class PatchGrid:
 
 
 def supports_dense(encoder: Any) -> bool:
-    """True for open_clip VisionTransformer towers whose patch tokens can be read out:
-    class-token or mean pooling, a standard last block, a linear projection."""
+    """True for towers whose spatial tokens can be read out in the joint space."""
+    return tower_kind(encoder) is not None
+
+
+def tower_kind(encoder: Any) -> str | None:
+    """``"vit"``: an open_clip VisionTransformer with class-token or mean pooling, a
+    standard last block and a linear projection; ``"resnet"``: an open_clip
+    ModifiedResNet (its attention pool's value path, MaskCLIP's original recipe);
+    ``None``: anything else (timm towers, attention-pooled heads), which use windows."""
     model = getattr(encoder, "model", None)
-    if model is None:
-        return False
+    visual = getattr(model, "visual", None)
+    if visual is None:
+        return None
     try:
+        from open_clip.modified_resnet import ModifiedResNet
         from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
     except ImportError:  # pragma: no cover
-        return False
-    visual = getattr(model, "visual", None)
+        return None
+    if isinstance(visual, ModifiedResNet):
+        return "resnet"
     if not isinstance(visual, VisionTransformer) or visual.attn_pool is not None:
-        return False
+        return None
     last = visual.transformer.resblocks[-1]
-    return (
+    ok = (
         isinstance(last, ResidualAttentionBlock)
         and not hasattr(last, "ln_1_kv")
         and getattr(last.attn, "_qkv_same_embed_dim", False)
         and visual.proj is not None
         and visual.transformer.batch_first
     )
+    return "vit" if ok else None
 
 
 def grid_size(width: int, height: int, image_size: int, patch: int,
-              area_factor: float = 2.0) -> tuple[int, int]:
+              area_factor: float = 2.0, min_cells: int = 64) -> tuple[int, int]:
     """Rows and columns of patches for an image: its aspect ratio kept, about
-    ``area_factor`` times the tokens of the square input, never fewer than 2 a side."""
-    base = (image_size / patch) ** 2 * area_factor
+    ``area_factor`` times the tokens of the square input but at least ``min_cells``
+    (a 64 px ResNet has a 2 x 2 map at its own size), never fewer than 2 a side."""
+    base = max((image_size / patch) ** 2 * area_factor, min_cells)
     aspect = width / height
     cols = max(2, round(math.sqrt(base * aspect)))
     rows = max(2, round(math.sqrt(base / aspect)))
@@ -93,17 +105,40 @@ def patch_embeddings(encoder: Any, image: Image.Image, area_factor: float = 2.0,
     if mode not in MODES:
         raise ValueError(f"unknown dense mode {mode!r}; use one of {MODES}")
     visual = encoder.model.visual
-    patch = int(visual.patch_size[0])
+    resnet = tower_kind(encoder) == "resnet"
+    patch = 32 if resnet else int(visual.patch_size[0])
     rows, cols = grid_size(image.width, image.height, encoder.image_size, patch, area_factor)
     pixels = _pixels(visual, image, cols * patch, rows * patch).to(encoder.device, encoder.dtype)
     with torch.inference_mode():
-        x = _embed(visual, pixels, rows, cols)
-        for block in visual.transformer.resblocks[:-1]:
-            x = block(x)
-        x = _last_block(visual.transformer.resblocks[-1], x, mode)
-        x = visual.ln_post(x[:, 1:]) @ visual.proj
+        if resnet:
+            x = _resnet_tokens(visual, pixels)
+        else:
+            x = _embed(visual, pixels, rows, cols)
+            for block in visual.transformer.resblocks[:-1]:
+                x = block(x)
+            x = _last_block(visual.transformer.resblocks[-1], x, mode)
+            x = visual.ln_post(x[:, 1:]) @ visual.proj
         x = torch.nn.functional.normalize(x.float(), dim=-1)
     return PatchGrid(x[0].reshape(rows, cols, -1).cpu().numpy().astype(np.float32))
+
+
+def _resnet_tokens(visual: Any, pixels: Any) -> Any:
+    """MaskCLIP for ResNets: each cell of the last feature map (plus its interpolated
+    positional embedding) through the attention pool's value and output projections,
+    skipping the query-key attention that mixes all cells into one vector."""
+    import torch.nn.functional as F
+
+    x = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(pixels)))))
+    _, c, h, w = x.shape
+    pool = visual.attnpool
+    pos = pool.positional_embedding[1:].to(x.dtype)
+    side = round(math.sqrt(pos.shape[0]))
+    if (side, side) != (h, w):
+        grid = pos.reshape(1, side, side, c).permute(0, 3, 1, 2).float()
+        pos = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)
+        pos = pos.permute(0, 2, 3, 1).reshape(h * w, c).to(x.dtype)
+    tokens = x.flatten(2).transpose(1, 2) + pos[None]
+    return pool.c_proj(pool.v_proj(tokens))
 
 
 def _pixels(visual: Any, image: Image.Image, width: int, height: int) -> Any:

@@ -145,13 +145,24 @@ def _maps(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
           opts: DetectOptions) -> tuple[npt.NDArray[np.float32], P.Boxes, npt.NDArray[np.float32]]:
     """Heat maps, plus the sliding windows and their embeddings when there are any."""
     if opts.use_dense and supports_dense(encoder):
-        grid = patch_embeddings(encoder, image, opts.area_factor, opts.dense_mode)
-        return grid.heat(query_vecs), np.zeros((0, 4), np.float32), np.zeros((0, 0), np.float32)
+        maps = patch_embeddings(encoder, image, opts.area_factor, opts.dense_mode).heat(query_vecs)
+        if _flat(maps) and opts.dense_mode != "maskclip":
+            # q-q attention can collapse every token onto one (seen on small models):
+            # the value path alone keeps each token's own content
+            maps = patch_embeddings(encoder, image, opts.area_factor, "maskclip").heat(query_vecs)
+        if not _flat(maps):
+            return maps, np.zeros((0, 4), np.float32), np.zeros((0, 0), np.float32)
     windows = P.sliding_windows(image.width, image.height, opts.window_scales)
     vecs = _encode_boxes(encoder, image, windows, context=0.0)
     maps = np.stack([P.windows_heat(windows, vecs @ t, image.width, image.height)
                      for t in query_vecs])
     return maps, windows, vecs
+
+
+def _flat(maps: npt.NDArray[np.float32], tol: float = 1e-3) -> bool:
+    """True when no map varies across the image (nothing to localise with)."""
+    spread = np.ptp(maps.reshape(len(maps), -1), axis=1) if maps.size else np.zeros(1)
+    return bool((spread < tol).all())
 
 
 def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],

@@ -1,0 +1,45 @@
+"""Zero-shot detection with the project's reference model (a tiny CLIP trained on
+synthetic shapes, one shape per training picture): scenes of one to three shapes on a
+larger canvas, with distractors, whose boxes are known from how they were drawn."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.detect import detect
+from search.evaluate_detection import evaluate_scenes
+
+pytestmark = pytest.mark.slow
+SCENES = 30
+
+
+@pytest.fixture(scope="module")
+def scene_metrics(reference_encoder):  # type: ignore[no-untyped-def]
+    return evaluate_scenes(reference_encoder, n=SCENES, seed=7)
+
+
+def test_finds_the_queried_shape(scene_metrics):
+    assert scene_metrics["found"] >= 0.8, scene_metrics
+
+
+def test_leaves_distractors_of_another_colour_alone(scene_metrics):
+    assert scene_metrics["clean"] >= 0.9, scene_metrics
+
+
+def test_absent_shape_gets_no_box(scene_metrics):
+    assert scene_metrics["absent_clean"] >= 0.9, scene_metrics
+
+
+def test_two_queries_share_one_image_and_each_finds_its_own(reference_encoder):
+    import numpy as np
+
+    from clipfind.training.synthetic import render_scene
+    from search.proposals import iou
+
+    image, boxes = render_scene([("red", "circle"), ("blue", "square")], (160, 120),
+                                np.random.default_rng(3))
+    dets = detect(reference_encoder, image, ["a red circle", "a blue square"])
+    for label, truth in boxes:
+        best = next(d for d in dets if d.label == f"a {label}")
+        b = best.box
+        assert iou(np.array([[b.xmin, b.ymin, b.xmax, b.ymax]]), np.array([truth]))[0, 0] >= 0.5
