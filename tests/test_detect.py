@@ -186,3 +186,15 @@ def test_ap50_on_a_coco_file_with_known_answers(tmp_path, fake_encoder):
     assert good["AP50"] >= 0.9
     moved = evaluate_detection(fake_encoder, _coco_file(tmp_path, shift=45.0), template="{}")
     assert moved["AP50"] <= 0.1
+
+
+def test_detection_eval_cli_helper_prints_ap50(tmp_path, monkeypatch, capsys, fake_encoder):
+    from api.cli.detect_cmds import run_detection_eval
+    from clipfind.config import Settings
+
+    monkeypatch.setattr("api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
+    instances = _coco_file(tmp_path)
+    run_detection_eval(Settings(data_dir=tmp_path / "data"), instances, None, as_json=True,
+                       template="{}")
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["AP50"] >= 0.9 and doc["per_category"] == {"red": doc["AP50"]}

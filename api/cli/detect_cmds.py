@@ -84,6 +84,29 @@ def render_located(page: Any, encoder: Any, terms: Any, as_json: bool,
             out.print("        " + _line(det), markup=False, highlight=False)
 
 
+def run_detection_eval(settings: Any, instances: Path, images_dir: Path | None, as_json: bool,
+                       limit: int | None = None, template: str = "a photo of a {}") -> None:
+    """``clipfind eval --detection instances.json``: AP50 of zero-shot detection on a
+    COCO-format file, with ``--model`` (else the collection's model)."""
+    from api.cli.common import progress_bar
+    from search.evaluate_detection import evaluate_detection
+
+    encoder = make_encoder(settings, open_collection(settings))
+    update, bar = progress_bar("detecting", enabled=True)
+    with bar:
+        doc = evaluate_detection(encoder, instances, images_dir, limit=limit, template=template,
+                                 progress=update)
+    if as_json:
+        emit_json(doc)
+        return
+    out = console()
+    for name, ap in sorted(doc["per_category"].items(), key=lambda kv: -kv[1]):
+        out.print(f"{ap:6.3f}  {name}", markup=False, highlight=False)
+    out.print(f"AP50 {doc['AP50']:.3f} over {doc['categories']} categories, {doc['images']} "
+              f"images, {doc['detections']} boxes, {doc['seconds']:.1f} s",
+              markup=False, highlight=False)
+
+
 def _line(det: Any) -> str:
     b = det.box
     return (f"{det.score:6.3f}  {det.label}  "
