@@ -40,10 +40,16 @@ class DemoResult:
     expected: str
     hits: list[tuple[str, str, float]]  # (path, label, score)
     held_out: bool = False
+    available: int = 0  # photos in the collection that show the expected label
 
     @property
     def correct(self) -> int:
         return sum(1 for _, label, _ in self.hits if label == self.expected)
+
+    @property
+    def possible(self) -> int:
+        """The most hits that can be correct: k, or fewer when fewer such photos exist."""
+        return min(len(self.hits), self.available)
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class DemoReport:
             "model": f"local-dir:{self.model_dir}", "photos": str(self.photos), "indexed": self.indexed,
             "index_seconds": round(self.index_seconds, 2),
             "searches": [{"query": r.query, "expected": r.expected, "correct": r.correct,
-                          "k": len(r.hits), "held_out": r.held_out,
+                          "possible": r.possible, "k": len(r.hits), "held_out": r.held_out,
                           "hits": [{"path": p, "label": lab, "score": round(s, 4)} for p, lab, s in r.hits]}
                          for r in self.searches],
             "sections": [{"title": s.title, "lines": s.lines} for s in self.sections],
@@ -114,7 +120,7 @@ def write_photos(folder: Path, count: int = PHOTO_COUNT, seed: int = PHOTO_SEED,
 
 
 def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = None,
-             k: int = 5) -> DemoReport:
+             k: int = 5, count: int = PHOTO_COUNT) -> DemoReport:
     """Build everything and run the searches; ``progress(stage, done, total)``."""
     from clipfind.encoder import ClipEncoder
     from clipfind.store.collection import Collection
@@ -126,7 +132,7 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
 
     model_dir = ensure_reference_model(progress=report("training the reference model"))
     photos = data_dir.expanduser() / "demo-photos"
-    labels = write_photos(photos)
+    labels = write_photos(photos, count)
     settings = Settings(data_dir=data_dir, collection="demo", model=f"local-dir:{model_dir}")
     collection = Collection(settings)
     encoder = ClipEncoder(settings.model or "", device=settings.device)
@@ -150,7 +156,7 @@ def _text_search(collection: Any, encoder: Any, query: str, labels: dict[str, st
     page = search(collection, encoder, build_terms(query), k=k)
     expected = query.split(" ", 1)[1]
     return DemoResult(query, expected, [(h.path, labels.get(h.path, "?"), h.score) for h in page.hits],
-                      held_out)
+                      held_out, sum(1 for v in labels.values() if v == expected))
 
 
 def _image_search(collection: Any, encoder: Any, data_dir: Path, labels: dict[str, str],
@@ -164,4 +170,5 @@ def _image_search(collection: Any, encoder: Any, data_dir: Path, labels: dict[st
     render(spec, PHOTO_SIZE, np.random.default_rng(1)).save(example)
     page = search(collection, encoder, build_terms(images=[str(example)]), k=k)
     return DemoResult(f"image: {example.name} ({spec.caption})", spec.label,
-                      [(h.path, labels.get(h.path, "?"), h.score) for h in page.hits])
+                      [(h.path, labels.get(h.path, "?"), h.score) for h in page.hits],
+                      available=sum(1 for v in labels.values() if v == spec.label))

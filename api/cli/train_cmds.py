@@ -278,7 +278,7 @@ def _print_demo(report: Any) -> None:
               f"{report.index_seconds:.1f}s (collection 'demo')", markup=False, highlight=False)
     for r in report.searches:
         note = "  (colour-shape pair never seen in training)" if r.held_out else ""
-        out.print(f"\ntop-{len(r.hits)} for {r.query!r}: {r.correct}/{len(r.hits)} {r.expected}s{note}",
+        out.print(f"\ntop-{len(r.hits)} for {r.query!r}: {r.correct}/{r.possible} {r.expected}s{note}",
                   markup=False, highlight=False)
         for path, label, score in r.hits:
             mark = "✓" if label == r.expected else "✗"

@@ -235,14 +235,31 @@ class ShapesDataset:
     """``(image, caption)`` pairs of random shapes. Image ``i`` is a pure function of
     ``(seed, i)``; its caption also of the epoch (:meth:`set_epoch`, which the trainer
     calls), so each epoch words the same pictures differently and the trainer may cache
-    the pictures. ``random_captions=False`` gives the full caption."""
+    the pictures. ``random_captions=False`` gives the full caption.
+
+    ``group > 1`` makes runs of ``group`` consecutive pictures share colour, background
+    and size: hard negatives for contrastive training, where a batch then can only be
+    told apart by shape and position (colour, background and size are learnt in a few
+    steps and otherwise drown the slower spatial cues). The pictures are already in
+    random order, so such a dataset asks the trainer not to shuffle (``ordered``)."""
 
     def __init__(self, n: int, seed: int = 0, size: int = 64,
-                 combos: Sequence[tuple[str, str]] = SEEN_COMBOS, random_captions: bool = True) -> None:
+                 combos: Sequence[tuple[str, str]] = SEEN_COMBOS, random_captions: bool = True,
+                 group: int = 1) -> None:
         self.n, self.seed, self.size = n, seed, size
         self.combos = tuple(combos)
         self.random_captions = random_captions
+        self.group = max(1, group)
+        self.ordered = self.group > 1
         self.epoch = 0
+
+    def _spec(self, i: int, rng: np.random.Generator) -> ShapeSpec:
+        if self.group == 1:
+            return random_spec(rng, self.combos)
+        shared = random_spec(np.random.default_rng([self.seed, i // self.group, 7]), self.combos)
+        shapes = [s for c, s in self.combos if c == shared.colour]
+        return ShapeSpec(shared.colour, shapes[int(rng.integers(len(shapes)))], shared.size,
+                         list(POSITIONS)[int(rng.integers(len(POSITIONS)))], shared.background)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -251,11 +268,11 @@ class ShapesDataset:
         return self.n
 
     def spec(self, i: int) -> ShapeSpec:
-        return random_spec(np.random.default_rng([self.seed, i]), self.combos)
+        return self._spec(i, np.random.default_rng([self.seed, i]))
 
     def image(self, i: int) -> Image.Image:
         rng = np.random.default_rng([self.seed, i])
-        return render(random_spec(rng, self.combos), self.size, rng)
+        return render(self._spec(i, rng), self.size, rng)
 
     def caption(self, i: int) -> str:
         spec = self.spec(i)

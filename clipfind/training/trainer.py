@@ -233,7 +233,10 @@ def _train_epoch(cfg: TrainConfig, tr: Trainable, data: Pairs, batch: int, epoch
 
     data.set_epoch(epoch)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True,
+    # A dataset that is random by construction may ask for its own order (hard-negative
+    # batches, see ShapesDataset.group).
+    shuffle = not getattr(data.data, "ordered", False)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=shuffle, drop_last=True,
                                          generator=gen, num_workers=cfg.workers, collate_fn=collate)
     tr.model.train()
     if cfg.lock_image:
