@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # A relative --data-dir would make the SQLite URL and `info` depend on the cwd.
+        return value.expanduser().absolute()
+
     @field_validator("collection")
     @classmethod
     def _check_collection(cls, value: str) -> str:

@@ -167,3 +167,10 @@ def test_an_unusable_database_url_is_one_clear_error(tmp_path, url):
     with pytest.raises(CollectionError, match="Cannot open the catalog database") as err:
         Collection(Settings(data_dir=tmp_path, db_url=url))
     assert "hunter2" not in str(err.value) and "--db-url" in str(err.value)
+
+
+def test_a_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(data_dir="rel/data")
+    assert settings.data_dir == tmp_path / "rel" / "data"
+    assert settings.database_url == f"sqlite:///{tmp_path}/rel/data/collections/default/catalog.db"
