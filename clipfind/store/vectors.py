@@ -125,6 +125,7 @@ class VectorIndex:
     ) -> VectorIndex:
         """A new index over ``(ids, vectors)``, trained on them when approximate."""
         plan = plan or plan_index(len(ids), kind)
+        faiss.omp_set_num_threads(os.cpu_count() or 1)  # k-means and adds use every core
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         index = _new_faiss(plan, dim)
@@ -172,6 +173,9 @@ class VectorIndex:
             if self.kind != "flat":
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=self._filtered_nprobe(len(allowed)))
         with self._lock:
+            # One query is a few milliseconds of scanning: an OpenMP team costs more than
+            # it saves, and spinning threads fight torch's for the cores (this thread only).
+            faiss.omp_set_num_threads(1)
             scores, ids = self.index.search(q, k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
