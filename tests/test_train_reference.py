@@ -88,10 +88,10 @@ def test_labelled_folder_matches_direct_scores(reference_encoder, tmp_path):
 def test_demo_end_to_end(reference_model, tmp_path):
     from api.demo import run_demo
 
-    report = run_demo(tmp_path / "data", k=5, count=200)
-    assert report.indexed == 200 and Path(report.photos).is_dir()
+    report = run_demo(tmp_path / "data", k=5, count=300)
+    assert report.indexed == 300 and Path(report.photos).is_dir()
     seen = [r for r in report.searches if not r.held_out]
     assert all(r.possible >= 3 for r in seen)
     assert sum(r.correct for r in seen) >= 0.8 * sum(r.possible for r in seen)
-    again = run_demo(tmp_path / "data", k=5, count=200)  # cached photos, nothing re-encoded
+    again = run_demo(tmp_path / "data", k=5, count=300)  # cached photos, nothing re-encoded
     assert [r.hits for r in again.searches] == [r.hits for r in report.searches]

@@ -139,14 +139,22 @@ def evaluate(
     index_kind: Annotated[str | None, typer.Option(help="Evaluate this index kind (flat, ivf-sq8) "
                           "built over the collection's vectors instead of its own index.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
+    detection: Annotated[Path | None, typer.Option("--detection", help="COCO instances JSON: AP50 of "
+                         "zero-shot detection.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
-    """Measure retrieval recall, zero-shot accuracy, or the index's recall."""
+    """Measure retrieval recall, zero-shot accuracy, zero-shot detection AP50, or the
+    index's recall."""
     from clipfind.errors import QueryError
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection, db_url=db_url,
                              device=device, batch_size=batch_size)
+    if detection is not None:  # issue 5's evaluation, one command for all of them
+        from api.cli.detect_cmds import run_detection_eval
+
+        run_detection_eval(settings, detection, images_dir, json)
+        return
     task = "index" if index else task
     if task == "auto":
         if data is None:
@@ -278,7 +286,8 @@ def _print_demo(report: Any) -> None:
               f"{report.index_seconds:.1f}s (collection 'demo')", markup=False, highlight=False)
     for r in report.searches:
         note = "  (colour-shape pair never seen in training)" if r.held_out else ""
-        out.print(f"\ntop-{len(r.hits)} for {r.query!r}: {r.correct}/{r.possible} {r.expected}s{note}",
+        found = f"{r.correct}/{r.possible} {_plural(r.expected)}"
+        out.print(f"\ntop-{len(r.hits)} for {r.query!r}: {found}{note}",
                   markup=False, highlight=False)
         for path, label, score in r.hits:
             mark = "✓" if label == r.expected else "✗"
@@ -298,3 +307,7 @@ def register(app: typer.Typer) -> None:
     app.command()(train)
     app.command("eval")(evaluate)
     app.command()(demo)
+
+
+def _plural(label: str) -> str:
+    return label + ("es" if label.endswith(("s", "x", "ch", "sh")) else "s")
