@@ -117,16 +117,15 @@ def index_paths(
     )
     batch_size = batch_size or collection.settings.batch_size
     workers = workers or collection.settings.workers or default_workers()
-    updater = collection.index_updater()  # the index follows each batch as it commits
-    pipeline_started = time.perf_counter()
-    _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress,
-                  updater)
-    summary.pipeline_seconds = time.perf_counter() - pipeline_started
-    gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
-    if prune:
-        updater.apply(remove_missing(catalog, gone))
-        summary.removed = len(gone)
-    collection.finish_update(updater)  # save now (or rebuild), not on the first search
+    with collection.updating() as updater:  # the index follows each batch as it commits
+        pipeline_started = time.perf_counter()
+        _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress,
+                      updater)
+        summary.pipeline_seconds = time.perf_counter() - pipeline_started
+        gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
+        if prune:
+            updater.apply(remove_missing(catalog, gone))
+            summary.removed = len(gone)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -170,9 +170,8 @@ def forget(
     coll = open_collection(settings)
     roots = [Path(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
     ids = [s.id for s in coll.catalog.states_under(roots).values()]
-    updater = coll.index_updater()
-    updater.apply(remove_missing(coll.catalog, ids))
-    coll.finish_update(updater)
+    with coll.updating() as updater:
+        updater.apply(remove_missing(coll.catalog, ids))
     if json:
         emit_json({"removed": len(ids)})
     else:

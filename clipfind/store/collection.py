@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,6 +72,7 @@ class Collection:
         self.catalog = Catalog(settings.database_url)
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
+        self._live: IndexUpdater | None = None  # a run of writes in this process
         self._claim_database()
 
     def _claim_database(self) -> None:
@@ -134,11 +137,29 @@ class Collection:
     def index_updater(self) -> IndexUpdater:
         """Follow a run of writes (an index run, ``forget``) with the current index, so the
         run ends with a save instead of a rebuild from the catalog."""
-        return IndexUpdater(self.vector_index())
+        updater = IndexUpdater(self.vector_index())
+        self._live = updater
+        return updater
+
+    @contextmanager
+    def updating(self) -> Iterator[IndexUpdater]:
+        """``with collection.updating() as updater:`` around a run of writes: the index
+        follows them, is saved at the end, and an error leaves no live index behind
+        (the next use rebuilds from the catalog, which holds every committed batch)."""
+        updater = self.index_updater()
+        try:
+            yield updater
+        except BaseException:
+            if self._live is updater:
+                self._live = None
+            raise
+        self.finish_update(updater)
 
     def finish_update(self, updater: IndexUpdater) -> VectorIndex:
         """Save the index an :class:`IndexUpdater` kept in step with the catalog; rebuild
         instead when it lost step (another writer) or the collection outgrew its kind."""
+        if self._live is updater:
+            self._live = None
         index = updater.index
         if index is None or index.generation != self.catalog.generation:
             return self.vector_index()
@@ -154,7 +175,12 @@ class Collection:
 
     def vector_index(self) -> VectorIndex:
         """The index for the catalog's current generation: loaded from disk when fresh,
-        otherwise rebuilt from the catalog and saved."""
+        otherwise rebuilt from the catalog and saved. While a run of writes in this
+        process keeps its index in step (an index job in the server), searches use that
+        index: at most one batch behind, instead of a rebuild per committed batch."""
+        live = self._live
+        if live is not None and live.index is not None:
+            return live.index
         generation = self.catalog.generation
         with self._index_lock:
             if self._index is not None and self._index.generation == generation:
