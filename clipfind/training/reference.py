@@ -56,7 +56,8 @@ def train_reference(out: Path, progress: Progress | None = None, **overrides: ob
     config_path = out / "model_config.json"
     config_path.write_text(json.dumps(MODEL_CFG, indent=2))
     data = ShapesDataset(int(recipe["train_images"]), seed=int(recipe["seed"]),
-                         size=int(recipe["render_size"]), group=int(recipe.get("group", 1)))
+                         size=int(recipe["render_size"]), group=int(recipe.get("group", 1)),
+                         empty=float(recipe.get("empty", 0.0)), pairs=float(recipe.get("pairs", 0.0)))
     val = ShapesDataset(int(recipe["val_images"]), seed=int(recipe["seed"]) + 1,
                         size=int(recipe["render_size"]), random_captions=False)
     cfg = TrainConfig(

@@ -48,6 +48,8 @@ POSITIONS: dict[str, tuple[float, float]] = {  # shape centre as a fraction of t
     "at the bottom": (0.5, 0.73),
     "in the centre": (0.5, 0.5),
 }
+EMPTY_CAPTIONS = ("a plain {} background", "an empty {} background", "a {} background",
+                  "nothing on a {} background")
 # One combination per colour, every shape held out at most twice: each colour is still
 # seen with five shapes and each shape with five or six colours.
 HELD_OUT: frozenset[tuple[str, str]] = frozenset({
@@ -220,6 +222,19 @@ def render_scene(
     return canvas.resize((w, h), Image.Resampling.LANCZOS), out
 
 
+def _render_pair(objects: Sequence[tuple[str, str]], size: int, background: str,
+                 rng: np.random.Generator) -> Image.Image:
+    """Two shapes side by side (or one above the other): always fits, even at 32 px."""
+    big = size * _SUPERSAMPLE
+    canvas = Image.new("RGB", (big, big), _jitter(BACKGROUNDS[background], rng, 8))
+    across = rng.random() < 0.5
+    for (colour, shape), where in zip(objects, (0.27, 0.73), strict=True):
+        along = big * float(rng.uniform(0.3, 0.7))
+        centre = (big * where, along) if across else (along, big * where)
+        draw_shape(canvas, shape, COLOURS[colour], centre, big * float(rng.uniform(0.3, 0.42)), rng)
+    return canvas.resize((size, size), Image.Resampling.LANCZOS)
+
+
 def _free_spot(placed: list[tuple[float, float, float]], r: float, w: int, h: int,
                rng: np.random.Generator) -> tuple[float, float]:
     margin = r * 1.05
@@ -245,13 +260,20 @@ class ShapesDataset:
 
     def __init__(self, n: int, seed: int = 0, size: int = 64,
                  combos: Sequence[tuple[str, str]] = SEEN_COMBOS, random_captions: bool = True,
-                 group: int = 1) -> None:
+                 group: int = 1, empty: float = 0.0, pairs: float = 0.0) -> None:
         self.n, self.seed, self.size = n, seed, size
         self.combos = tuple(combos)
         self.random_captions = random_captions
         self.group = max(1, group)
         self.ordered = self.group > 1
+        self.empty, self.pairs = empty, pairs
         self.epoch = 0
+
+    def kind(self, i: int) -> str:
+        """``single`` (one shape, described by :meth:`spec`), ``empty`` (background only:
+        teaches "nothing here") or ``pair`` (the spec's shape and another one)."""
+        draw = np.random.default_rng([self.seed, i, 3]).random()
+        return "empty" if draw < self.empty else "pair" if draw < self.empty + self.pairs else "single"
 
     def _spec(self, i: int, rng: np.random.Generator) -> ShapeSpec:
         if self.group == 1:
@@ -272,13 +294,33 @@ class ShapesDataset:
 
     def image(self, i: int) -> Image.Image:
         rng = np.random.default_rng([self.seed, i])
-        return render(self._spec(i, rng), self.size, rng)
+        spec, kind = self._spec(i, rng), self.kind(i)
+        if kind == "empty":
+            return Image.new("RGB", (self.size, self.size), _jitter(BACKGROUNDS[spec.background], rng, 8))
+        if kind == "pair":
+            return _render_pair([(spec.colour, spec.shape), self._partner(i)], self.size,
+                                spec.background, rng)
+        return render(spec, self.size, rng)
+
+    def _partner(self, i: int) -> tuple[str, str]:
+        return self.combos[int(np.random.default_rng([self.seed, i, 4]).integers(len(self.combos)))]
 
     def caption(self, i: int) -> str:
-        spec = self.spec(i)
+        spec, kind = self.spec(i), self.kind(i)
+        rng = np.random.default_rng([self.seed, i, self.epoch, 1])
+        if kind == "empty":
+            words = EMPTY_CAPTIONS[int(rng.integers(len(EMPTY_CAPTIONS)))]
+            return words.format(spec.background)
+        if kind == "pair":
+            first, second = spec.label, " ".join(self._partner(i))
+            if first == second:
+                return f"two {first}s" if not first.endswith("s") else f"two {first}es"
+            if rng.random() < 0.5:
+                first, second = second, first
+            return f"{article(first)} {first} and {article(second)} {second}"
         if not self.random_captions:
             return spec.caption
-        return random_caption(spec, np.random.default_rng([self.seed, i, self.epoch, 1]))
+        return random_caption(spec, rng)
 
     def __getitem__(self, i: int) -> tuple[Image.Image, str]:
         if not 0 <= i < self.n:
