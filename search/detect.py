@@ -75,11 +75,14 @@ class DetectOptions:
     background: tuple[str, ...] = BACKGROUND
     dense_mode: str = "clearclip"
     area_factor: float = 2.0       # dense pass: tokens relative to the model's square input
-    context: float = 0.1           # crop margin, as a fraction of the box size per side
+    context: float = 0.3           # crop margin per side, as a fraction of the box size
     proposals_per_query: int = 6
     window_scales: tuple[float, ...] = (0.35, 0.6)
     use_dense: bool = True         # False forces sliding windows (for comparisons)
     refine_rounds: int | None = None  # crop-scorer box refinement; None: 4 for windows, 0 dense
+
+
+DEFAULT_OPTIONS = DetectOptions()
 
 
 def detect(
@@ -93,7 +96,7 @@ def detect(
     """Boxes where ``queries`` appear in ``image`` (already decoded and EXIF-oriented),
     best first, at most ``max_boxes``. ``threshold`` defaults to 0.5 for CLIP (softmax
     against the other queries and background prompts) and 0.1 for SigLIP (sigmoid)."""
-    opts = options or DetectOptions()
+    opts = options or DEFAULT_OPTIONS
     labels = _clean_queries(queries)
     if max_boxes < 1:
         raise QueryError("max_boxes must be at least 1")
@@ -137,7 +140,7 @@ def heat_maps(encoder: Any, image: Image.Image, text_vecs: npt.NDArray[np.float3
               options: DetectOptions | None = None) -> tuple[npt.NDArray[np.float32], bool]:
     """Per-query heat maps ``(n_queries, rows, cols)`` and whether they are dense (patch
     tokens) rather than built from sliding windows."""
-    maps, windows, _ = _maps(encoder, image, text_vecs, options or DetectOptions())
+    maps, windows, _ = _maps(encoder, image, text_vecs, options or DEFAULT_OPTIONS)
     return maps, len(windows) == 0
 
 
