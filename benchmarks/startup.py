@@ -1,0 +1,102 @@
+"""Start-up: ``clipfind search`` from a cold process, broken down into interpreter,
+imports, opening the collection, loading the index, loading the model and the query.
+
+Uses the benchmark collection of ``benchmarks.query`` (made on first use; its index is
+saved, so it is loaded, memory-mapped when large, not rebuilt). A fresh Python process
+runs the same steps as ``clipfind search`` with a clock between them; the real command
+is timed as a whole beside it. ``heavy_modules_after_cli_import`` lists modules a search
+does not need at import time (torch, fastapi, open_clip, faiss...) that were imported
+anyway: it should be empty.
+
+    .venv/bin/python -m benchmarks.startup                  # 100k items
+    .venv/bin/python -m benchmarks.startup --size 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import model_spec, out_dir, print_table, warn_if_busy, write_json
+
+PHASES = r"""
+import json, sys, time
+t = [time.perf_counter()]
+import api.cli.app  # noqa: the CLI as `clipfind` imports it
+heavy = [m for m in ("torch", "fastapi", "uvicorn", "open_clip", "faiss", "sqlalchemy", "transformers")
+         if m in sys.modules]
+from search import build_terms, search
+t.append(time.perf_counter())
+from clipfind.config import Settings
+from clipfind.store.collection import Collection
+from clipfind.encoder import ClipEncoder
+coll = Collection(Settings(data_dir=sys.argv[1], collection=sys.argv[2]))
+t.append(time.perf_counter())
+index = coll.vector_index()
+t.append(time.perf_counter())
+enc = ClipEncoder(coll.model_spec, device="cpu")
+enc.loaded
+t.append(time.perf_counter())
+page = search(coll, enc, build_terms("a dog on a beach"), k=20)
+t.append(time.perf_counter())
+names = ["imports", "open_collection", "index_load", "model_load", "first_query"]
+print(json.dumps({"phases_s": {n: round(b - a, 3) for n, a, b in zip(names, t, t[1:])},
+                  "heavy_modules_after_cli_import": heavy, "index_mmapped": index.mmapped,
+                  "index_kind": index.kind, "hits": len(page.hits)}))
+"""
+
+
+def prepare(n: int) -> tuple[Path, str]:
+    from benchmarks.query import open_collection
+    from clipfind.encoder import ClipEncoder
+
+    encoder = ClipEncoder(model_spec(), device="cpu")
+    coll = open_collection(n, encoder)
+    coll.vector_index()  # built and saved once, so start-up loads it
+    coll.close()
+    return out_dir("query"), f"n{n}"
+
+
+def measure(data_dir: Path, name: str) -> dict[str, object]:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    interpreter = time.perf_counter() - started
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PHASES, str(data_dir), name],
+                          capture_output=True, text=True, check=True)
+    phases_wall = time.perf_counter() - started
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    cli = Path(sys.executable).with_name("clipfind")
+    started = time.perf_counter()
+    subprocess.run([str(cli), "search", "a dog on a beach", "--data-dir", str(data_dir),
+                    "--collection", name, "--json"], capture_output=True, check=True)
+    command = time.perf_counter() - started
+    return {"interpreter_s": round(interpreter, 3), **doc["phases_s"],
+            "phased_process_s": round(phases_wall, 3), "clipfind_search_s": round(command, 3),
+            **{k: v for k, v in doc.items() if k != "phases_s"}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    data_dir, name = prepare(args.size)
+    busy = warn_if_busy()
+    runs = [measure(data_dir, name) for _ in range(args.rounds)]
+    best = min(runs, key=lambda r: r["clipfind_search_s"])  # type: ignore[arg-type,return-value]
+    rows = [{"phase": k, "seconds": v} for k, v in best.items() if k.endswith("_s") or k in (
+        "imports", "open_collection", "index_load", "model_load", "first_query")]
+    print_table(f"clipfind search from a cold process, {args.size:,} items (best of {args.rounds})",
+                rows, ["phase", "seconds"])
+    print(f"heavy modules imported by the CLI itself: {best['heavy_modules_after_cli_import'] or 'none'}; "
+          f"index {best['index_kind']}, memory-mapped: {best['index_mmapped']}")
+    write_json("startup", {"args": vars(args), "other_load": busy, "best": best, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
