@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 SCENES = 20
 # The targets. Not met yet with the current reference model (a 32 px ResNet whose
 # stride-32 map is 1 cell per 32 px): measured found 0.15-0.35, clean 0.56-0.79,
-# absent 0.2-0.35 on 20 scenes (seed 7 here; benchmarks/detect_bench.py --scenes 20 uses seed 1). Kept as non-strict xfails so they
-# report XPASS as soon as a reference model with usable spatial features lands.
+# absent 0.2-0.35 on 20 scenes (seed 7 here; benchmarks/detect_bench.py uses seed 1).
+# Kept as non-strict xfails: they report XPASS once a reference model with usable
+# spatial features lands.
 TARGET = pytest.mark.xfail(strict=False, reason="reference model too coarse for the targets; "
                            "see README 'Zero-shot detection'")
 
