@@ -84,12 +84,14 @@ def bench_quality(reference: Path, scenes: int, seed: int) -> list[tuple[str, di
 
     encoder = ClipEncoder(f"local-dir:{reference}", device="cpu")
     base = DetectOptions()
-    variants = {
-        "clearclip": base,
-        "sclip": replace(base, dense_mode="sclip"),
-        "maskclip": replace(base, dense_mode="maskclip"),
-        "windows": replace(base, use_dense=False),
-    }
+    from search.dense import tower_kind
+
+    kind = tower_kind(encoder)
+    variants = {f"dense-{kind}": base, "windows": replace(base, use_dense=False)}
+    if kind == "vit":  # the attention variants only differ on a ViT
+        variants = {"clearclip": base, "sclip": replace(base, dense_mode="sclip"),
+                    "maskclip": replace(base, dense_mode="maskclip"), **variants}
+        del variants["dense-vit"]
     out = []
     for name, opts in variants.items():
         t0 = time.perf_counter()
@@ -138,9 +140,9 @@ def main() -> None:
 
         reference = args.reference or ensure_reference_model()
         print(f"\nsynthetic scenes with {reference} ({args.scenes} scenes, seed {args.seed})")
-        print(f"  {'method':<10} {'found':>6} {'clean':>6} {'absent':>6} {'s/detect':>9}")
+        print(f"  {'method':<13} {'found':>6} {'clean':>6} {'absent':>6} {'s/detect':>9}")
         for name, m, secs in bench_quality(reference, args.scenes, args.seed):
-            print(f"  {name:<10} {m['found']:6.2f} {m['clean']:6.2f} {m['absent_clean']:6.2f} "
+            print(f"  {name:<13} {m['found']:6.2f} {m['clean']:6.2f} {m['absent_clean']:6.2f} "
                   f"{secs:9.3f}")
 
 
