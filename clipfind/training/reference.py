@@ -32,8 +32,9 @@ MODEL_CFG = {
                  "mlp_ratio": 2.0},
 }
 RECIPE = {
-    "train_images": 4096, "val_images": 512, "render_size": 32, "seed": 0, "group": 8,
-    "epochs": 16, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.1,
+    "train_images": 4096, "val_images": 512, "render_size": 32, "seed": 0,
+    "group": 8, "empty": 0.08, "pairs": 0.08,
+    "epochs": 24, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.05, "warmup": 0.1,
 }
 
 
