@@ -77,6 +77,7 @@ class DemoReport:
     model_dir: Path
     photos: Path
     indexed: int
+    encoded: int
     index_seconds: float
     searches: list[DemoResult]
     sections: list[DemoSection] = field(default_factory=list)
@@ -84,7 +85,7 @@ class DemoReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "model": f"local-dir:{self.model_dir}", "photos": str(self.photos), "indexed": self.indexed,
-            "index_seconds": round(self.index_seconds, 2),
+            "encoded": self.encoded, "index_seconds": round(self.index_seconds, 2),
             "searches": [{"query": r.query, "expected": r.expected, "correct": r.correct,
                           "possible": r.possible, "k": len(r.hits), "held_out": r.held_out,
                           "hits": [{"path": p, "label": lab, "score": round(s, 4)} for p, lab, s in r.hits]}
@@ -137,7 +138,9 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
     collection = Collection(settings)
     encoder = ClipEncoder(settings.model or "", device=settings.device)
     started = time.perf_counter()
-    summary = index_paths(collection, encoder, [photos], reembed=True, progress=report("indexing"))
+    # a new reference recipe is another model: adopt it instead of refusing the collection
+    reembed = collection.stored_model not in (None, encoder.spec)
+    summary = index_paths(collection, encoder, [photos], reembed=reembed, progress=report("indexing"))
     index_seconds = time.perf_counter() - started
     searches = [_text_search(collection, encoder, q, labels, k, held) for q, held in
                 [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
@@ -146,7 +149,7 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
     sections = [step(ctx) for step in EXTRA_STEPS]
     collection.close()
     return DemoReport(model_dir, photos, summary.added + summary.updated + summary.unchanged,
-                      index_seconds, searches, sections)
+                      summary.encoded, index_seconds, searches, sections)
 
 
 def _text_search(collection: Any, encoder: Any, query: str, labels: dict[str, str], k: int,

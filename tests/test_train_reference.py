@@ -95,4 +95,5 @@ def test_demo_end_to_end(reference_model, tmp_path):
     assert all(r.possible >= 3 for r in seen)
     assert sum(r.correct for r in seen) >= 0.8 * sum(r.possible for r in seen)
     again = run_demo(tmp_path / "data", k=5, count=300)  # cached photos, nothing re-encoded
+    assert again.encoded == 0 and report.encoded == 300
     assert [r.hits for r in again.searches] == [r.hits for r in report.searches]

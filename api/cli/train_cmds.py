@@ -245,7 +245,7 @@ def demo(data_dir: DataDirOpt = None, k: Annotated[int, typer.Option("-k", help=
     if json:
         emit_json(report.as_dict())
         return
-    _print_demo(report)
+    _print_demo(report, "" if data_dir is None else f" --data-dir {data_dir}")
 
 
 class _StageBar:
@@ -279,11 +279,11 @@ class _StageBar:
             self.progress.stop()
 
 
-def _print_demo(report: Any) -> None:
+def _print_demo(report: Any, where: str) -> None:
     out = console()
     out.print(f"reference model: local-dir:{report.model_dir}", markup=False, highlight=False)
-    out.print(f"indexed {report.indexed} synthetic photos from {report.photos} in "
-              f"{report.index_seconds:.1f}s (collection 'demo')", markup=False, highlight=False)
+    out.print(f"indexed {report.indexed} synthetic photos from {report.photos} ({report.encoded} "
+              f"encoded) in {report.index_seconds:.1f}s, collection 'demo'", markup=False, highlight=False)
     for r in report.searches:
         note = "  (colour-shape pair never seen in training)" if r.held_out else ""
         found = f"{r.correct}/{r.possible} {_plural(r.expected)}"
@@ -299,7 +299,8 @@ def _print_demo(report: Any) -> None:
     out.print("\nIndex your own photos (downloads ViT-B-32 weights on first use, or point --model at a "
               "local-dir checkpoint):\n   clipfind index ~/Pictures\n"
               "   clipfind search \"a dog on a beach\"\n"
-              "Search the demo collection yourself:\n   clipfind search \"a pink star\" --collection demo",
+              "Search the demo collection yourself:\n"
+              f"   clipfind search \"a pink star\" --collection demo{where}",
               markup=False, highlight=False)
 
 
