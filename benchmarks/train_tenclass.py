@@ -86,7 +86,7 @@ def main() -> None:
     for h in trained["history"]:
         r = h["recall"]
         print(f"epoch {h['epoch']:>3}  train loss {h['train_loss']:.3f}  val loss {h['val_loss']:.3f}  "
-              f"t→i R@1 {r.get('text_to_image_R@1', 0):.3f}")
+              f"val zero-shot top-1 {r.get('zero_shot_top1', 0):.3f}")
     for name in NAMES:
         print(f"{name:>6}: {report['per_class'][name]:.3f}")
     print(f"trained from scratch in {train_seconds:.0f}s (best epoch {trained['best_epoch']}); "

@@ -113,3 +113,18 @@ def test_cli_train_from_config_file_then_eval(tmp_path, capsys):
     assert main(["eval", str(folder / "pairs.csv"), "--model", f"local-dir:{out}", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["task"] == "retrieval" and report["images"] == 40 and report["captions"] == 40
+
+
+def test_image_folder_training_validates_by_zero_shot_accuracy(tmp_path):
+    from clipfind.training.data import load_pairs
+    from tests.fakes import solid
+
+    for colour in ("red", "green", "blue", "yellow"):
+        for i in range(12):
+            solid(tmp_path / "set" / colour / f"{i}.png", colour, size=(32, 32))
+    data = load_pairs(tmp_path / "set", templates=["a photo of a {}.", "{}"])
+    result = train(TrainConfig(model="tiny-clip-test", out=tmp_path / "m", epochs=6, batch_size=8,
+                               lr=2e-3, val_fraction=0.25, threads=1, validate_first=True), data)
+    first, last = result.history[0].recall, result.history[-1].recall
+    assert "zero_shot_top1" in last
+    assert last["zero_shot_top1"] >= 0.9 > first["zero_shot_top1"]

@@ -115,11 +115,14 @@ def _datasets(data: str, val: str | None, images_dir: Path | None, templates: st
 def _print_history(result: Any) -> None:
     from rich.table import Table
 
-    table = Table("epoch", "train loss", "val loss", "t→i R@1", "t→i R@5", "i→t R@1", "i→t R@5", "lr")
+    keys = ["text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@1", "image_to_text_R@5"]
+    names = ["t→i R@1", "t→i R@5", "i→t R@1", "i→t R@5"]
+    if any("zero_shot_top1" in h.recall for h in result.history):
+        keys, names = [*keys, "zero_shot_top1"], [*names, "zero-shot top-1"]
+    table = Table("epoch", "train loss", "val loss", *names, "lr")
     for h in result.history:
         r = h.recall
-        cells = [f"{r[k]:.3f}" if k in r else "-" for k in (
-            "text_to_image_R@1", "text_to_image_R@5", "image_to_text_R@1", "image_to_text_R@5")]
+        cells = [f"{r[k]:.3f}" if k in r else "-" for k in keys]
         table.add_row(str(h.epoch), "-" if h.train_loss is None else f"{h.train_loss:.4f}",
                       "-" if h.val_loss is None else f"{h.val_loss:.4f}", *cells, f"{h.lr:.2e}")
     console().print(table)

@@ -51,7 +51,7 @@ class TrainConfig:
     lock_text: bool = False
     augment: Augment = field(default_factory=Augment)
     val_fraction: float = 0.1
-    patience: int | None = None  # epochs without a better val recall before stopping
+    patience: int | None = None  # epochs without a better val score (recall; zero-shot for classes)
     grad_clip: float | None = 1.0
     seed: int = 0
     threads: int | None = None
@@ -125,7 +125,7 @@ def train(cfg: TrainConfig, data: PairDataset, val: PairDataset | None = None,
         run.history.append(metrics)
         log.info("epoch %d: train loss %.4f, val loss %s, %s", epoch + 1, train_loss,
                  f"{val_loss:.4f}" if val_loss is not None else "-", _fmt(recall))
-        score = mean_recall(recall) if recall else -train_loss
+        score = recall.get("zero_shot_top1", mean_recall(recall)) if recall else -train_loss
         if run.best_score is None or score > run.best_score:
             run.best_score, run.best_epoch, run.bad_epochs = score, epoch + 1, 0
             _save_model(tr, cfg)
@@ -282,7 +282,33 @@ def _validate(tr: Trainable, data: Pairs, batch: int, loss_fn: Any) -> tuple[flo
             txts.append(txt.numpy())
     image_vecs, text_vecs = np.concatenate(imgs), np.concatenate(txts)
     recall = recall_at_k(image_vecs, text_vecs, range(len(text_vecs)))
+    top1 = _zero_shot_top1(tr, data, image_vecs)
+    if top1 is not None:
+        recall["zero_shot_top1"] = top1
     return sum(losses) / max(1, len(data)), recall
+
+
+def _zero_shot_top1(tr: Trainable, data: Pairs, image_vecs: np.ndarray) -> float | None:
+    """For class-labelled data (an ImageFolder), zero-shot accuracy over its classes: the
+    metric that matters there, since captions repeat and recall@K cannot tell."""
+    import torch
+    import torch.nn.functional as F
+
+    from clipfind.text_tower import encode_tokens
+
+    templates = getattr(data.data, "templates", None)
+    if not templates:
+        return None
+    labels = [data.data.pairs[i].caption for i in data.indices]  # type: ignore[attr-defined]
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        return None
+    with torch.no_grad():
+        rows = [F.normalize(encode_tokens(tr.model, tr.tokenizer([t.replace("{}", c) for t in templates])),
+                            dim=-1).mean(0) for c in classes]
+    class_vecs = F.normalize(torch.stack(rows), dim=-1).numpy()
+    pred = (image_vecs @ class_vecs.T).argmax(axis=1)
+    return float(np.mean([classes[p] == label for p, label in zip(pred, labels, strict=True)]))
 
 
 def _save_model(tr: Trainable, cfg: TrainConfig) -> None:
