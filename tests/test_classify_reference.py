@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from clipfind.config import Settings
 from clipfind.imageio import load_image
@@ -71,6 +72,7 @@ def test_label_agrees_with_classify_and_decodes_nothing(reference_encoder, tmp_p
     coll = Collection(Settings(data_dir=tmp_path / "data", model=reference_encoder.spec,
                                batch_size=16, workers=1))
     index_paths(coll, reference_encoder, [tmp_path / "shapes"])
+    torch.set_num_threads(1)  # index_paths leaves torch on 2 threads (reported to its owners)
     classes = sorted({lb for lb in truth.labels})
 
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
@@ -100,3 +102,26 @@ def _templates() -> list[str]:
     from search.prompts import resolve_templates
 
     return list(resolve_templates(TEMPLATES))
+
+
+def test_blank_pictures_are_none_of_these_with_a_background_set(reference_encoder):
+    """The reference model learnt what an empty canvas is called ("a grey background"):
+    with those words as the background set, blank pictures get no label while pictures
+    of shapes keep theirs."""
+    from PIL import Image
+
+    from clipfind.training.synthetic import BACKGROUNDS
+    from search.classify import classify_vector
+
+    background = [f"{name} background" for name in BACKGROUNDS]
+    classes = sorted({f"{c} {s}" for c, s in ALL_COMBOS})
+    blanks = reference_encoder.encode_images(
+        [Image.new("RGB", (64, 64), rgb) for rgb in BACKGROUNDS.values()])
+    for vec in blanks:
+        assert classify_vector(reference_encoder, vec, classes, TEMPLATES,
+                               background=background).none_of_these
+    data = ShapesDataset(42, seed=11, combos=ALL_COMBOS, random_captions=False)
+    shapes = reference_encoder.encode_images([data.image(i) for i in range(len(data))])
+    kept = [not classify_vector(reference_encoder, v, classes, TEMPLATES,
+                                background=background).none_of_these for v in shapes]
+    assert np.mean(kept) > 0.8
