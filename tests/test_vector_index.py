@@ -109,3 +109,22 @@ def test_unreadable_index_file_is_treated_as_missing(tmp_path):
     path.write_bytes(b"not faiss")
     assert VectorIndex.load(path) is None
     assert VectorIndex.load(tmp_path / "missing.faiss") is None
+
+
+def test_faiss_work_leaves_torch_thread_count_alone():
+    """FAISS and torch share OpenMP: building or searching must not change how many
+    threads torch's next forward pass on this thread uses."""
+    import torch
+
+    saved = torch.get_num_threads()
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(500, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    try:
+        for wanted in (1, 2):
+            torch.set_num_threads(wanted)
+            index = VectorIndex.build(np.arange(500, dtype=np.int64), vecs, 16)
+            index.search(vecs[0], 5)
+            assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(saved)

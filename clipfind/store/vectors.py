@@ -17,6 +17,8 @@ import logging
 import math
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -96,6 +98,19 @@ def _train(index: faiss.Index, vectors: npt.NDArray[np.float32], plan: IndexPlan
     index.train(np.ascontiguousarray(sample))
 
 
+@contextmanager
+def omp_threads(n: int) -> Iterator[None]:
+    """OpenMP threads for FAISS work on this thread, restored afterwards. FAISS and torch
+    share the OpenMP runtime: a count left behind here would change how many threads
+    torch's next forward pass on this thread uses."""
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved)
+
+
 class VectorIndex:
     """A FAISS index over catalog ids, safe to search from several threads."""
 
@@ -125,17 +140,17 @@ class VectorIndex:
     ) -> VectorIndex:
         """A new index over ``(ids, vectors)``, trained on them when approximate."""
         plan = plan or plan_index(len(ids), kind)
-        faiss.omp_set_num_threads(os.cpu_count() or 1)  # k-means and adds use every core
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        index = _new_faiss(plan, dim)
-        _train(index, vectors, plan)
-        if len(ids):
-            index.add_with_ids(vectors, ids)
-        if plan.kind != "flat" and len(ids):
-            nprobe = tune_nprobe(index, ids, vectors, plan.nprobe) if tune else plan.nprobe
-            plan = replace(plan, nprobe=nprobe)
-            faiss.extract_index_ivf(index).nprobe = nprobe
+        with omp_threads(os.cpu_count() or 1):  # k-means and adds use every core
+            index = _new_faiss(plan, dim)
+            _train(index, vectors, plan)
+            if len(ids):
+                index.add_with_ids(vectors, ids)
+            if plan.kind != "flat" and len(ids):
+                nprobe = tune_nprobe(index, ids, vectors, plan.nprobe) if tune else plan.nprobe
+                plan = replace(plan, nprobe=nprobe)
+                faiss.extract_index_ivf(index).nprobe = nprobe
         return cls(index, plan, generation)
 
     @property
@@ -172,10 +187,9 @@ class VectorIndex:
             params = faiss.SearchParameters(sel=selector)
             if self.kind != "flat":
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=self._filtered_nprobe(len(allowed)))
-        with self._lock:
-            # One query is a few milliseconds of scanning: an OpenMP team costs more than
-            # it saves, and spinning threads fight torch's for the cores (this thread only).
-            faiss.omp_set_num_threads(1)
+        # One query is a few milliseconds of scanning: an OpenMP team costs more than it
+        # saves, and spinning threads fight torch's for the cores.
+        with self._lock, omp_threads(1):
             scores, ids = self.index.search(q, k, params=params)
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
