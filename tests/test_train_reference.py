@@ -24,8 +24,8 @@ from search.evaluate import class_vectors, evaluate_zero_shot, zero_shot_scores
 pytestmark = pytest.mark.slow
 PROMPTS = ["a {}.", "a photo of a {}."]
 # Measured with benchmarks/reference_model.py; the tests keep a margin for other CPUs.
-# Measured 0.969 / 0.804 / 1.000 (cached) and 0.933 / 0.793 / 1.000 (a 2-thread retrain).
-# A retrain scored 0.905 / 0.721 on exactly these test samples: the bounds leave room for that.
+# Measured 0.969 / 0.804 / 1.000 (the one-thread recipe, reproducible); 2 threads gave 0.933 / 0.793.
+# The 2-thread model scored 0.905 / 0.721 on these samples: the bounds leave room for such spread.
 SEEN_MIN, HELD_OUT_MIN, T2I_R1_MIN = 0.85, 0.65, 0.90
 
 
