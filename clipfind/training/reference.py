@@ -48,8 +48,14 @@ def recipe_key() -> str:
 
 
 def default_cache_dir() -> Path:
-    """``/work/main/.cache``-style: ``.cache/reference-model`` beside the source tree."""
-    return Path(__file__).resolve().parents[2] / ".cache" / "reference-model"
+    """``.cache/reference-model`` in the source checkout (shared by tests, benchmarks and
+    the demo); the user's cache folder when clipfind is installed without one."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file():
+        return root / ".cache" / "reference-model"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("clipfind", appauthor=False)) / "reference-model"
 
 
 def train_reference(out: Path, progress: Progress | None = None, **overrides: object) -> Path:
