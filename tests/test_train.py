@@ -128,3 +128,25 @@ def test_image_folder_training_validates_by_zero_shot_accuracy(tmp_path):
     first, last = result.history[0].recall, result.history[-1].recall
     assert "zero_shot_top1" in last
     assert last["zero_shot_top1"] >= 0.9 > first["zero_shot_top1"]
+
+
+def test_accumulation_early_stopping_and_augmentation(tmp_path):
+    from clipfind.training.model import Augment, eval_transform, train_transform
+
+    base = dict(model="tiny-clip-test", batch_size=8, threads=1)
+    accum = train(TrainConfig(**base, out=tmp_path / "a", epochs=1, accum_steps=2),  # type: ignore[arg-type]
+                  _data(32), _data(8, seed=1))
+    assert accum.steps == 2  # 4 batches, one optimizer step per 2
+    # lr 0: validation never improves, so patience 1 stops after the second epoch
+    stopped = train(TrainConfig(**base, out=tmp_path / "s", epochs=5, lr=0.0, patience=1,  # type: ignore[arg-type]
+                                augment=Augment(crop_scale=(0.7, 1.0), flip=True, colour_jitter=0.3)),
+                    _data(16), _data(8, seed=1))
+    assert stopped.stopped_early and [h.epoch for h in stopped.history] == [1, 2]
+    assert stopped.best_epoch == 1
+    pre = {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    image = _data(1)[0][0]
+    assert torch.equal(train_transform(pre, Augment())(image), eval_transform(pre)(image))
+    jittered = train_transform(pre, Augment(colour_jitter=0.5))
+    torch.manual_seed(0)
+    assert jittered(image).shape == (3, SIZE, SIZE)
+    assert not torch.equal(jittered(image), eval_transform(pre)(image))
