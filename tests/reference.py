@@ -26,3 +26,12 @@ def reference_encoder(reference_model: Path):  # type: ignore[no-untyped-def]
     from clipfind.encoder import ClipEncoder
 
     return ClipEncoder(f"local-dir:{reference_model}", device="cpu")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The first test that needs the reference model may train it (~3.5 min on 2 cores):
+    give such tests more than the suite's default per-test timeout."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"reference_model", "reference_encoder"} and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(1200))
