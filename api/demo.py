@@ -146,6 +146,8 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
                 [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
     searches.append(_image_search(collection, encoder, data_dir, labels, k))
     ctx = DemoContext(settings, model_dir, photos, labels, collection, encoder)
+    from api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
+
     sections = [step(ctx) for step in EXTRA_STEPS]
     collection.close()
     return DemoReport(model_dir, photos, summary.added + summary.updated + summary.unchanged,

@@ -5,6 +5,7 @@ saw together, and text → image retrieval. Also the offline demo end to end."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,8 @@ def test_demo_end_to_end(reference_model, tmp_path):
     again = run_demo(tmp_path / "data", k=5, count=300)  # cached photos, nothing re-encoded
     assert again.encoded == 0 and report.encoded == 300
     assert [r.hits for r in again.searches] == [r.hits for r in report.searches]
+    sections = {s.title.split(" (")[0]: s.lines for s in report.sections}
+    labelled = re.search(r"(\d+)/(\d+) labelled correctly", sections["zero-shot labeling"][0])
+    assert labelled and int(labelled[1]) >= 0.8 * int(labelled[2])  # measured 273/300
+    scenes = re.search(r"(\d+)/(\d+) scenes", sections["zero-shot detection"][0])
+    assert scenes and int(scenes[2]) == 10
