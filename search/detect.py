@@ -34,8 +34,11 @@ from search.refine import refine
 log = logging.getLogger(__name__)
 
 # Competing texts for CLIP's softmax: without them a lone query would always score 1.
+# Generic phrases plus plain/empty backgrounds in the wording models see in captions of
+# empty pictures; only the best of them competes, so extra prompts never dilute a score.
 BACKGROUND = ("background", "an empty background", "a plain surface", "a texture",
-              "a blurry photo", "a photo of something else")
+              "a blurry photo", "a photo of something else", "a plain grey background",
+              "an empty white background", "a black background", "nothing on a grey background")
 DEFAULT_THRESHOLD = {"softmax": 0.5, "sigmoid": 0.1}
 MAX_QUERIES = 32
 NMS_IOU = 0.5
@@ -80,6 +83,12 @@ class DetectOptions:
     window_scales: tuple[float, ...] = (0.35, 0.6)
     use_dense: bool = True         # False forces sliding windows (for comparisons)
     refine_rounds: int | None = None  # crop-scorer box refinement; None: 4 for windows, 0 dense
+    extra_background: tuple[str, ...] = ()  # user-given "nothing here" prompts, added to the set
+    windows_as_boxes: bool = False  # windows also compete as boxes (not only build the maps)
+    # drop a box whose logit for a query is this far below the query's best box: a crop
+    # ~4.5x less likely to be the query than the best one shows something else (a shape
+    # of another colour); None keeps every box above the threshold
+    relative_margin: float | None = 1.5
 
 
 DEFAULT_OPTIONS = DetectOptions()
@@ -103,13 +112,17 @@ def detect(
     image = to_rgb(image)
     kind = "sigmoid" if getattr(encoder, "is_sigmoid", False) else "softmax"
     threshold = DEFAULT_THRESHOLD[kind] if threshold is None else float(threshold)
-    texts = labels if kind == "sigmoid" else [*labels, *opts.background]
+    texts = labels if kind == "sigmoid" else [*labels, *opts.background, *opts.extra_background]
     text_vecs = np.asarray(encoder.encode_texts(texts), np.float32)
     boxes, vecs = _candidates(encoder, image, text_vecs[: len(labels)], opts)
     if len(boxes) == 0:
         return []
     scores = class_scores(encoder, vecs, text_vecs, len(labels))
     cos = vecs @ text_vecs[: len(labels)].T
+    if opts.relative_margin is not None:
+        logits = float(encoder.logit_scale) * cos
+        far = logits < logits.max(axis=0, keepdims=True) - opts.relative_margin
+        scores = np.where(far, 0.0, scores).astype(np.float32)
     found = _select(labels, boxes, scores, cos, threshold)
     found.sort(key=lambda d: (-d.score, d.label, d.box.xmin, d.box.ymin))
     return found[:max_boxes]
@@ -173,7 +186,7 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     """Proposal boxes for every query and their crop embeddings. (Sliding windows only
     build the maps: as boxes they are placed by a grid, not by the object, and a window
     half on an object scores nearly as well as one around it.)"""
-    maps, windows, _ = _maps(encoder, image, query_vecs, opts)
+    maps, windows, win_vecs = _maps(encoder, image, query_vecs, opts)
     found = [P.heat_proposals(m, image.width, image.height, max_boxes=opts.proposals_per_query)
              for m in maps]
     props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
@@ -183,6 +196,10 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     log.debug("detect: %d proposals", len(props))
     props = P.clip_boxes(props, image.width, image.height)
     vecs = _encode_boxes(encoder, image, props, opts.context)
+    if len(windows) and opts.windows_as_boxes:
+        # already encoded; a window framing one object the way training pictures do is
+        # often the best-scoring box, and refinement then tightens it
+        props, vecs = np.concatenate([props, windows]), np.concatenate([vecs, win_vecs])
     rounds = opts.refine_rounds if opts.refine_rounds is not None else (4 if len(windows) else 0)
     if rounds and len(props):
         props, vecs = refine(lambda b: _encode_boxes(encoder, image, b, opts.context), props, vecs,
