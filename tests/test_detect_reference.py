@@ -12,8 +12,8 @@ from search.evaluate_detection import evaluate_scenes
 pytestmark = pytest.mark.slow
 SCENES = 20
 # The issue's targets. Not met yet with the current reference model (a 32 px ResNet whose
-# stride-32 map is 1 cell per 32 px): measured found 0.15-0.35, clean 0.56-0.79,
-# absent 0.2-0.35 on 20 scenes (seed 7 here; benchmarks/detect_bench.py uses seed 1).
+# stride-32 map is 1 cell per 32 px): measured found 0.2-0.55, clean 0.71-1.0,
+# absent 0.45-0.6 on 20 scenes (seeds 7 (here), 3 and 1 (benchmarks/detect_bench.py)).
 # Kept as non-strict xfails: they report XPASS once a reference model with usable
 # spatial features lands.
 TARGET = pytest.mark.xfail(strict=False, reason="reference model too coarse for the targets; "
@@ -28,8 +28,9 @@ def scene_metrics(reference_encoder):  # type: ignore[no-untyped-def]
 def test_better_than_chance_floors(scene_metrics):
     """Regression floors under today's measurements (a random box has IoU >= 0.5 with a
     shape of ~1/20 of the canvas almost never; boxing everything gives clean 0)."""
-    assert scene_metrics["found"] >= 0.1, scene_metrics
-    assert scene_metrics["clean"] >= 0.5, scene_metrics
+    assert scene_metrics["found"] >= 0.2, scene_metrics
+    assert scene_metrics["clean"] >= 0.65, scene_metrics
+    assert scene_metrics["absent_clean"] >= 0.5, scene_metrics
 
 
 @TARGET
