@@ -63,6 +63,15 @@ def test_colour_encoder_finds_each_square_and_only_it(fake_encoder):
     assert detect(fake_encoder, image, ["green"]) == []  # absent colour: nothing
 
 
+def test_user_background_prompts_compete_with_the_query(fake_encoder):
+    """A user-given "nothing here" prompt that describes the red square as well as the
+    query does takes the softmax's competitor slot: no red box gets above 0.5 any more."""
+    image = _scene()
+    assert any(d.label == "red" for d in detect(fake_encoder, image, ["red"], threshold=0.55))
+    opts = DetectOptions(extra_background=("red",))  # a tie: at most 0.5
+    assert detect(fake_encoder, image, ["red"], threshold=0.55, options=opts) == []
+
+
 def test_queries_are_validated(fake_encoder):
     with pytest.raises(QueryError):
         detect(fake_encoder, _scene(), ["  ", ""])
