@@ -27,7 +27,8 @@ def scene_metrics(reference_encoder):  # type: ignore[no-untyped-def]
 
 def test_better_than_chance_floors(scene_metrics):
     """Regression floors under today's measurements (a random box has IoU >= 0.5 with a
-    shape of ~1/20 of the canvas almost never; boxing everything gives clean 0)."""
+    shape of ~1/20 of the canvas almost never; boxing everything gives clean 0). Without
+    the relative margin (DetectOptions.relative_margin=None) clean is 0.64 here."""
     assert scene_metrics["found"] >= 0.2, scene_metrics
     assert scene_metrics["clean"] >= 0.65, scene_metrics
     assert scene_metrics["absent_clean"] >= 0.5, scene_metrics
