@@ -8,6 +8,7 @@ the encoder's interface, so the indexer, search and API run on it unchanged.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def solid(path: Path, colour: str | tuple[int, int, int], size: tuple[int, int] 
           fmt: str | None = None, **save_args: object) -> Path:
     """Write a solid-colour image (with a little noise so files differ)."""
     rgb = COLOURS[colour] if isinstance(colour, str) else colour
-    rng = np.random.default_rng(abs(hash(str(path))) % 2**32)
+    # seeded by the path's last parts (not hash(): randomised per process), so every run of a
+    # test draws the same pixels
+    rng = np.random.default_rng(zlib.crc32("/".join(path.parts[-3:]).encode()))
     arr = np.clip(np.array(rgb, np.int16) + rng.integers(-6, 7, (size[1], size[0], 3)), 0, 255)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr.astype(np.uint8), "RGB").save(path, fmt, **save_args)
