@@ -25,8 +25,8 @@ LEVELS = (0.45, 0.6, 0.75, 0.9)
 FINE_CELLS = 96
 
 
-def iou(a: Boxes, b: Boxes) -> npt.NDArray[np.float32]:
-    """Pairwise intersection over union, ``(len(a), len(b))``."""
+def _overlap(a: Boxes, b: Boxes) -> tuple[npt.NDArray[np.float32], ...]:
+    """Pairwise intersection areas ``(len(a), len(b))`` and each side's box areas."""
     a = np.asarray(a, np.float32).reshape(-1, 4)
     b = np.asarray(b, np.float32).reshape(-1, 4)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -34,19 +34,19 @@ def iou(a: Boxes, b: Boxes) -> npt.NDArray[np.float32]:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
     area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    return inter, area_a, area_b
+
+
+def iou(a: Boxes, b: Boxes) -> npt.NDArray[np.float32]:
+    """Pairwise intersection over union, ``(len(a), len(b))``."""
+    inter, area_a, area_b = _overlap(a, b)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 def containment(a: Boxes, b: Boxes) -> npt.NDArray[np.float32]:
     """Pairwise intersection over the smaller area: 1 when one box holds the other."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    inter, area_a, area_b = _overlap(a, b)
     smaller = np.minimum(area_a[:, None], area_b[None, :])
     return np.where(smaller > 0, inter / np.maximum(smaller, 1e-9), 0.0).astype(np.float32)
 
