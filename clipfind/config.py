@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     collection: str = "default"
     db_url: str | None = None
     device: str = "auto"
+    # int8 text tower on CPU ("auto"), checked against fp32 when built: clipfind/text_int8.py
+    text_precision: Literal["auto", "fp32", "int8"] = "auto"
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default=0, ge=0, le=64, description="decode threads; 0 = auto")
     max_pixels: int = Field(default=150_000_000, ge=1)

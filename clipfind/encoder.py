@@ -36,7 +36,9 @@ class ClipEncoder:
     """Encodes images and texts with one open_clip model.
 
     fp16 weights on CUDA, fp32 elsewhere; ``torch.inference_mode`` always. Text vectors
-    of repeated queries are served from a small LRU cache.
+    of repeated queries are served from a small LRU cache. ``text_precision`` "auto"
+    encodes texts with an int8 copy of the text tower on CPU (checked against fp32 when
+    built, see :mod:`clipfind.text_int8`); "fp32" keeps the model as loaded.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ClipEncoder:
         device: str = "auto",
         batch_size: int = 32,
         text_cache_size: int = 1024,
+        text_precision: str = "auto",
     ) -> None:
         self.spec = spec
         self.requested_device = device
@@ -54,6 +57,8 @@ class ClipEncoder:
         self._cache_lock = threading.Lock()
         self._text_cache: OrderedDict[str, Vectors] = OrderedDict()
         self._text_cache_size = text_cache_size
+        self.requested_text_precision = text_precision
+        self._text_model: Any = None  # TextModel: built on the first text encode
 
     # -- loading -----------------------------------------------------------------
     @property
@@ -65,6 +70,27 @@ class ClipEncoder:
                     precision = "fp16" if device == "cuda" else "fp32"
                     self._loaded = load_model(self.spec, device, precision)
         return self._loaded
+
+    @property
+    def text_model(self) -> Any:
+        """The :class:`clipfind.text_int8.TextModel` texts are encoded with (built once,
+        under the lock: the API encodes from several threads)."""
+        if self._text_model is None:
+            loaded = self.loaded
+            with self._lock:
+                if self._text_model is None:
+                    from clipfind.text_int8 import choose_text_model
+
+                    device = str(self.device)
+                    self._text_model = choose_text_model(
+                        loaded.model, loaded.tokenizer, self.requested_text_precision,
+                        device.split(":")[0], "fp16" if device.startswith("cuda") else "fp32")
+        return self._text_model
+
+    @property
+    def text_precision(self) -> str:
+        """What texts are encoded at: "int8", "fp32" or "fp16"."""
+        return str(self.text_model.precision)
 
     @property
     def model(self) -> Any:
@@ -155,13 +181,12 @@ class ClipEncoder:
     def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
         import torch
 
-        from clipfind.text_tower import encode_tokens
-
+        text_model = self.text_model
         out = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 tokens = self.loaded.tokenizer(list(texts[start : start + self.batch_size]))
-                feats = encode_tokens(self.model, tokens.to(self.device))
+                feats = text_model.encode(tokens.to(self.device))
                 out.append(_normalise(feats))
         return np.concatenate(out)
 

@@ -128,7 +128,7 @@ def test_non_causal_towers_take_open_clips_path():
 
 
 def test_encoder_texts_equal_open_clip_and_repeats_hit_the_cache(tiny_checkpoint, monkeypatch):
-    encoder = ClipEncoder(f"local-dir:{tiny_checkpoint}", text_cache_size=3)
+    encoder = ClipEncoder(f"local-dir:{tiny_checkpoint}", text_cache_size=3, text_precision="fp32")
     tokens = encoder.loaded.tokenizer(TEXTS)
     with torch.inference_mode():
         ref = torch.nn.functional.normalize(encoder.model.encode_text(tokens), dim=-1).numpy()
@@ -179,7 +179,7 @@ def test_any_open_clip_family_through_a_local_checkpoint(tmp_path, name):
     from tests.fakes import save_tiny_checkpoint
 
     folder = save_tiny_checkpoint(name, tmp_path / name)
-    encoder = ClipEncoder(f"local-dir:{folder}", batch_size=2)
+    encoder = ClipEncoder(f"local-dir:{folder}", batch_size=2, text_precision="fp32")
     images = [Image.effect_noise((97, 61), 60 + 20 * i).convert("RGB") for i in range(3)]
     got_images = encoder.encode_images(images)
     got_texts = encoder.encode_texts(TEXTS[:3])

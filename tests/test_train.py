@@ -46,7 +46,7 @@ def test_checkpoint_reloads_with_local_dir_and_gives_same_vectors(tmp_path):
     twin = open_clip.create_model("tiny-clip-test")
     twin.load_state_dict(state)  # the in-memory weights after the (only, so best) epoch
     twin.eval()
-    enc = ClipEncoder(f"local-dir:{out}", device="cpu")
+    enc = ClipEncoder(f"local-dir:{out}", device="cpu", text_precision="fp32")  # exact weights
     image = _data(1, seed=5)[0][0]
     with torch.no_grad():
         pixels = enc.preprocess(image).unsqueeze(0)

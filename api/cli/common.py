@@ -34,6 +34,10 @@ DbUrlOpt = Annotated[
 DeviceOpt = Annotated[
     str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps.")
 ]
+TextPrecisionOpt = Annotated[
+    str | None, typer.Option("--text-precision", help="Text encoding: auto (int8 on CPU, "
+                             "checked against fp32), fp32 or int8. Env: CLIPFIND_TEXT_PRECISION."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
@@ -52,7 +56,7 @@ def make_encoder(settings: Settings, collection: Any):  # type: ignore[no-untype
     from clipfind.encoder import ClipEncoder
 
     return ClipEncoder(collection.model_spec, device=settings.device,
-                       batch_size=settings.batch_size)
+                       batch_size=settings.batch_size, text_precision=settings.text_precision)
 
 
 def emit_json(document: Any) -> None:

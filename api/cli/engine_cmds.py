@@ -14,6 +14,7 @@ from api.cli.common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    TextPrecisionOpt,
     console,
     emit_json,
     make_encoder,
@@ -86,7 +87,8 @@ def search(
     locate: Annotated[bool, typer.Option("--locate", help="Also box where the query's text "
                       "appears in each result (zero-shot detection; -k limits the work).")] = False,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
-    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Search the collection by text, example images, or a weighted mix of both."""
     from clipfind.errors import QueryError
@@ -94,7 +96,7 @@ def search(
     from search import search as run_search
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
-                             db_url=db_url, device=device)
+                             db_url=db_url, device=device, text_precision=text_precision)
     terms = build_terms(query, image, negative)
     if not terms:
         raise QueryError("give a text query, --image, or both")
@@ -131,7 +133,8 @@ def info(
     from search.info import collection_info
 
     settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
-    doc = collection_info(open_collection(settings))
+    # The setting, not the outcome: info loads no model (GET /info shows the outcome).
+    doc = {**collection_info(open_collection(settings)), "text_precision": settings.text_precision}
     if json:
         emit_json(doc)
         return
@@ -142,6 +145,8 @@ def info(
         ("indexed", doc["indexed"]),
         ("skipped", doc["skipped"]),
         ("index", f"{index['kind']}, {index['vectors']} vectors, generation {index['generation']}"),
+        ("text", {"auto": "auto (int8 on CPU if it matches fp32 on a probe set, else fp32)"}.get(
+            settings.text_precision, settings.text_precision)),
         ("database", doc["database"]),
         ("data dir", doc["data_dir"]),
     ]

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import CollectionOpt, DataDirOpt, DbUrlOpt, DeviceOpt, JsonOpt, ModelOpt, make_settings
+from api.cli.common import (
+    CollectionOpt,
+    DataDirOpt,
+    DbUrlOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    TextPrecisionOpt,
+    make_settings,
+)
 
 
 def serve(
@@ -28,7 +37,7 @@ def serve(
     max_upload_bytes: Annotated[int | None, typer.Option(help="Largest upload accepted.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
-    db_url: DbUrlOpt = None, device: DeviceOpt = None,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Serve the HTTP API (docs at /docs) and the web page (at /) until Ctrl-C.
@@ -42,7 +51,8 @@ def serve(
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, roots=root or None,
                              api_key=api_key, cors_origins=cors_origin or None,
-                             max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
+                             max_upload_bytes=max_upload_bytes, max_pixels=max_pixels,
+                             text_precision=text_precision)
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on",
                             timeout_graceful_shutdown=10)

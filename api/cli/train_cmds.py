@@ -14,6 +14,7 @@ from api.cli.common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    TextPrecisionOpt,
     console,
     emit_json,
     make_settings,
@@ -145,14 +146,15 @@ def evaluate(
     detection: Annotated[Path | None, typer.Option("--detection", help="COCO instances JSON: AP50 of "
                          "zero-shot detection.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
-    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Measure retrieval recall, zero-shot accuracy, zero-shot detection AP50, or the
     index's recall."""
     from clipfind.errors import QueryError
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection, db_url=db_url,
-                             device=device, batch_size=batch_size)
+                             device=device, batch_size=batch_size, text_precision=text_precision)
     if detection is not None:  # issue 5's evaluation, one command for all of them
         from api.cli.detect_cmds import run_detection_eval
 
@@ -170,11 +172,12 @@ def evaluate(
     elif task in ("retrieval", "zeroshot"):
         if data is None:
             raise QueryError(f"{task} evaluation needs a dataset")
-        report = _evaluate_dataset(task, data, settings, templates, images_dir)
+        report, precision = _evaluate_dataset(task, data, settings, templates, images_dir)
     else:
         raise QueryError(f"unknown task {task!r}: use auto, retrieval, zeroshot or index")
     if json:
-        emit_json(report.as_dict())
+        extra = {"text_precision": precision} if task in ("retrieval", "zeroshot") else {}
+        emit_json({**report.as_dict(), **extra})
     else:
         _print_report(report)
 
@@ -192,7 +195,8 @@ def _guess_task(data: Path) -> str:
 
 
 def _evaluate_dataset(task: str, data: Path, settings: Any, templates: str,
-                      images_dir: Path | None) -> Any:
+                      images_dir: Path | None) -> tuple[Any, str]:
+    """The report, and the precision texts were encoded at."""
     from clipfind.config import DEFAULT_MODEL
     from clipfind.encoder import ClipEncoder
     from clipfind.templates import load_templates
@@ -200,14 +204,16 @@ def _evaluate_dataset(task: str, data: Path, settings: Any, templates: str,
     from search.evaluate import evaluate_retrieval, evaluate_zero_shot
 
     encoder = ClipEncoder(settings.model or DEFAULT_MODEL, device=settings.device,
-                          batch_size=settings.batch_size)
+                          batch_size=settings.batch_size, text_precision=settings.text_precision)
     update, bar = progress_bar("encoding", enabled=True)
     with bar:
         if task == "zeroshot":
-            return evaluate_zero_shot(encoder, load_labelled(data), load_templates(templates),
-                                      settings.batch_size, update)
-        return evaluate_retrieval(encoder, load_pairs(data, images_dir), batch_size=settings.batch_size,
-                                  progress=update)
+            report = evaluate_zero_shot(encoder, load_labelled(data), load_templates(templates),
+                                        settings.batch_size, update)
+        else:
+            report = evaluate_retrieval(encoder, load_pairs(data, images_dir),
+                                        batch_size=settings.batch_size, progress=update)
+    return report, encoder.text_precision
 
 
 def _print_report(report: Any) -> None:

@@ -155,3 +155,6 @@ class InfoOut(BaseModel):
     max_pixels: int
     roots: list[RootOut]
     features: list[str] = Field(description="Optional endpoints this server offers.")
+    text_precision: str | None = Field(None, description="What text queries are encoded at: "
+                                       "int8 (CPU default), fp32 or fp16.")
+    text_precision_note: str | None = Field(None, description="Why, e.g. the int8 self-check.")

@@ -37,7 +37,15 @@ def info(state: StateDep) -> InfoOut:
     return InfoOut(**doc, version=__version__, auth_required=bool(state.settings.api_key),
                    max_upload_bytes=state.settings.max_upload_bytes,
                    max_pixels=state.settings.max_pixels, roots=roots_out(state),
-                   features=features())
+                   features=features(), **text_precision(state))
+
+
+def text_precision(state: StateDep) -> dict[str, str]:
+    """What texts are encoded at and why (encoders other than ClipEncoder: nothing)."""
+    model = getattr(state.encoder, "text_model", None)
+    if model is None:
+        return {}
+    return {"text_precision": model.precision, "text_precision_note": model.note}
 
 
 @router.get("/roots", response_model=list[RootOut], summary="Indexing roots configured here")

@@ -23,7 +23,7 @@ def default_encoder(settings: Settings, collection: Collection) -> Any:
     from clipfind.encoder import ClipEncoder
 
     return ClipEncoder(collection.model_spec, device=settings.device,
-                       batch_size=settings.batch_size)
+                       batch_size=settings.batch_size, text_precision=settings.text_precision)
 
 
 @dataclass
