@@ -80,12 +80,18 @@ def test_draft_decoding_matches_full_decoding_on_a_vit_b_32(coco_mini):
     model, _, pre = open_clip.create_model_and_transforms("ViT-B-32")
     model.eval()
     drafted = decode_image(data, target_size=224).image
-    assert drafted.size == (960, 600)  # 1/4 of 3840x2400
-    with Image.open(io.BytesIO(data)) as full:
-        inputs = [full.convert("RGB"), drafted, ImageOps.mirror(drafted)]
+    assert drafted.size == (960, 600)  # 1/4 of 3840x2400 (1/8 would leave 300 < 1.5 * 224)
+    tall = _mosaic(photos, rows=6)
+    drafted8 = decode_image(tall, target_size=224).image
+    assert drafted8.size == (480, 360)  # 1/8 of 3840x2880
+    with Image.open(io.BytesIO(data)) as full, Image.open(io.BytesIO(tall)) as full8:
+        inputs = [full.convert("RGB"), drafted, ImageOps.mirror(drafted), full8.convert("RGB"),
+                  drafted8]
     with torch.inference_mode():
-        ref, ours, mirrored = model.encode_image(torch.stack([pre(i) for i in inputs]))
-    assert _cos(ref, ours) >= 0.999
+        ref, ours, mirrored, ref8, ours8 = model.encode_image(
+            torch.stack([pre(i) for i in inputs]))
+    assert _cos(ref, ours) >= 0.9999
+    assert _cos(ref8, ours8) >= 0.9999
     assert _cos(ref, mirrored) < 0.999  # the threshold tells different pictures apart
 
 

@@ -88,12 +88,22 @@ def test_draft_mode_decodes_a_large_jpeg_at_a_fraction_of_its_size():
     decoded = decode_image(data, target_size=224)
     w, h = decoded.image.size
     assert min(w, h) >= 224 * DRAFT_OVERSAMPLE  # enough pixels for the model's resize
-    assert w * h <= 4000 * 3000 / 16  # at least 1/4 per side: really drafted
-    assert (w, h) == (750, 1000)  # 1/4, rotated upright
+    assert (w, h) == (375, 500)  # 1/8, rotated upright
     assert (decoded.info.width, decoded.info.height) == (3000, 4000)  # the file's real size
     assert _is_red(decoded.image.getpixel((w // 2, 10)))
     full = decode_image(data)
     assert full.image.size == (3000, 4000)
+
+
+@pytest.mark.parametrize(("short", "scale"), [(2688, 8), (2680, 4), (1344, 4), (1336, 2),
+                                              (672, 2), (664, 1)])
+def test_draft_scale_is_the_smallest_that_keeps_the_oversampled_input_size(short, scale):
+    # 224 * 1.5 = 336 px must survive on the short side: 2688 / 8 = 336 may go to 1/8,
+    # 2680 (335 at 1/8) only to 1/4. Sides divisible by 8, so the scale is exact.
+    data = _encode(Image.new("RGB", (short * 4 // 3 // 8 * 8, short), (0, 128, 0)), "JPEG")
+    decoded = decode_image(data, target_size=224)
+    assert decoded.image.size[1] == short // scale
+    assert decoded.info.height == short
 
 
 def test_multi_picture_jpegs_draft_too():
@@ -101,7 +111,7 @@ def test_multi_picture_jpegs_draft_too():
     buf = io.BytesIO()
     first.save(buf, "MPO", save_all=True, append_images=[second])
     decoded = decode_image(buf.getvalue(), target_size=224)
-    assert decoded.info.format == "MPO" and decoded.image.size == (1000, 750)
+    assert decoded.info.format == "MPO" and decoded.image.size == (500, 375)  # 1/4
     assert _is_red(decoded.image.getpixel((5, 5)))  # the first picture
 
 
