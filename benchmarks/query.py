@@ -14,6 +14,11 @@ The query path runs on one thread, so besides wall times the table gives that th
 CPU time (``*_cpu_p50``): the wall time it would take on an idle machine, a number
 other work on a shared machine does not inflate.
 
+Text precision: cold queries run through an fp32 and an int8 encoder (one loaded model,
+``text_precision`` fp32 / int8) on the same texts, interleaved; the first table compares
+text encoding alone at 1 and 2 torch threads with the other core idle and with it kept
+busy by a spinning process, and gives the cosine between the two encoders' vectors.
+
     .venv/bin/python -m benchmarks.query                       # 10k, 100k, 1M
     .venv/bin/python -m benchmarks.query --sizes 100000 --queries 200
 """
@@ -21,7 +26,11 @@ other work on a shared machine does not inflate.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -67,10 +76,13 @@ def unique_texts(count: int, salt: str) -> list[str]:
     return [f"{WORDS[i % len(WORDS)]} {salt} {i}" for i in range(count)]
 
 
-def bench_size(n: int, encoder, queries: int, kinds: list[str]) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def bench_size(n: int, encoders: dict, queries: int, kinds: list[str]) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """``encoders``: {"fp32": ..., "int8": ...}; cached queries and the collection's model
+    binding use int8, the CPU default."""
     from clipfind.store.vectors import VectorIndex
     from search import build_terms, search
 
+    encoder = encoders["int8"]
     coll = open_collection(n, encoder)
     started = time.perf_counter()
     chunks = list(coll.catalog.iter_vectors())
@@ -92,17 +104,22 @@ def bench_size(n: int, encoder, queries: int, kinds: list[str]) -> list[dict[str
         alone = [timed(lambda q=q, ix=index: ix.search(q, 21)) for q in synthetic[:reps]]
         texts = unique_texts(reps, f"{kind}{n}{time.time_ns()}")
 
-        def run(text: str) -> None:
-            assert len(search(coll, encoder, build_terms(text), k=20).hits) == 20
+        def run(text: str, enc) -> None:  # type: ignore[no-untyped-def]
+            assert len(search(coll, enc, build_terms(text), k=20).hits) == 20
 
-        cold = [timed(lambda t=t: run(t)) for t in texts]
-        cached = [timed(lambda t=t: run(t)) for t in texts]
+        cold: dict[str, list[tuple[float, float]]] = {"fp32": [], "int8": []}
+        for t in texts:  # interleaved: drift in the machine's load hits both alike
+            for name in cold:
+                cold[name].append(timed(lambda t=t, e=encoders[name]: run(t, e)))
+        cached = [timed(lambda t=t: run(t, encoder)) for t in texts]
         row = {"n": n, "kind": index.kind, "nprobe": index.plan.nprobe, "build_s": round(build_s, 1),
                "catalog_read_s": round(read_s, 2)}
-        for name, pairs in (("search", alone), ("e2e_cold", cold), ("e2e_cached", cached)):
+        for name, pairs in (("search", alone), ("e2e_cold_fp32", cold["fp32"]),
+                            ("e2e_cold", cold["int8"]), ("e2e_cached", cached)):
             stats = latency([w for w, _ in pairs])
             row[f"{name}_p50"], row[f"{name}_p95"] = stats["p50_ms"], stats["p95_ms"]
             row[f"{name}_cpu_p50"] = latency([c for _, c in pairs])["p50_ms"]
+        row["cold_fp32_over_int8"] = round(row["e2e_cold_fp32_p50"] / row["e2e_cold_p50"], 2)
         rows.append(row)
         print(row, flush=True)
     rows[-1].update(_incremental_update(coll, ids, vecs))
@@ -132,14 +149,84 @@ def timed(fn) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - w0) * 1000, (time.thread_time() - c0) * 1000
 
 
-def text_encode_only(encoder, count: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    pairs = [timed(lambda t=t: encoder.encode_texts([t]))
-             for t in unique_texts(count, f"enc{time.time_ns()}")]
-    return {**latency([w for w, _ in pairs]), "cpu_p50_ms": latency([c for _, c in pairs])["p50_ms"]}
+def text_encoders(spec: str) -> dict:  # type: ignore[type-arg]
+    """fp32 and int8 encoders over one loaded model (the int8 runner is a separate copy
+    of the text transformer; the fp32 model is never changed)."""
+    from clipfind.encoder import ClipEncoder
+
+    fp32 = ClipEncoder(spec, device="cpu", text_precision="fp32")
+    int8 = ClipEncoder(spec, device="cpu", text_precision="int8")
+    int8._loaded = fp32.loaded  # one copy of the weights in memory
+    started = time.perf_counter()
+    assert int8.text_precision == "int8", int8.text_model.note
+    print(f"int8 text tower: {int8.text_model.note} (first build incl. warm-up "
+          f"{time.perf_counter() - started:.2f}s)", flush=True)
+    return {"fp32": fp32, "int8": int8}
+
+
+@contextmanager
+def query_threads(threads: int) -> Iterator[None]:
+    """1: the query path as shipped (one torch thread for a few texts); 2: both cores."""
+    import torch
+
+    from clipfind import text_tower
+
+    saved = torch.get_num_threads(), text_tower.SMALL_BATCH
+    if threads > 1:
+        torch.set_num_threads(threads)
+        text_tower.SMALL_BATCH = 0  # let a single query use the thread team
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        text_tower.SMALL_BATCH = saved[1]
+
+
+@contextmanager
+def other_core_busy(busy: bool) -> Iterator[None]:
+    """Another process spinning on one core, as on a machine that also does other work."""
+    if not busy:
+        yield
+        return
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def text_encode_matrix(encoders: dict, count: int) -> tuple[list[dict], dict]:  # type: ignore[type-arg]
+    """Cold text encoding alone, fp32 vs int8 on the same texts, at 1 and 2 threads, other
+    core idle and busy; and the cosine between the two precisions' vectors."""
+    rows, vectors = [], {}
+    for busy in (False, True):
+        with other_core_busy(busy):
+            for threads in (1, 2):
+                texts = unique_texts(count, f"enc{threads}{busy}{time.time_ns()}")
+                pairs: dict[str, list[tuple[float, float]]] = {"fp32": [], "int8": []}
+                with query_threads(threads):
+                    for t in texts:
+                        for name, enc in encoders.items():
+                            pairs[name].append(timed(lambda t=t, e=enc: e.encode_texts([t])))
+                            vectors.setdefault(name, {})[t] = enc.encode_texts([t])[0]
+                row = {"other_core": "busy" if busy else "idle", "threads": threads}
+                for name, got in pairs.items():
+                    row[f"{name}_p50"] = latency([w for w, _ in got])["p50_ms"]
+                    row[f"{name}_p95"] = latency([w for w, _ in got])["p95_ms"]
+                    row[f"{name}_cpu_p50"] = latency([c for _, c in got])["p50_ms"]
+                row["fp32_over_int8"] = round(row["fp32_p50"] / row["int8_p50"], 2)
+                rows.append(row)
+                print(row, flush=True)
+    keys = list(vectors["fp32"])
+    cos = np.sum(np.stack([vectors["fp32"][k] for k in keys])
+                 * np.stack([vectors["int8"][k] for k in keys]), axis=1)
+    return rows, {"min": round(float(cos.min()), 5), "mean": round(float(cos.mean()), 5),
+                  "texts": len(keys)}
 
 
 def main() -> None:
-    from clipfind.encoder import ClipEncoder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
@@ -149,20 +236,25 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     args = parser.parse_args()
     busy = warn_if_busy()
-    encoder = ClipEncoder(model_spec(), device="cpu")
-    encoder.encode_texts(["warm up the model"])
-    enc = text_encode_only(encoder, args.queries)
-    print(f"text encoding alone (cold): {enc}", flush=True)
+    encoders = text_encoders(model_spec())
+    for enc in encoders.values():
+        enc.encode_texts(["warm up the model"])
+    matrix, cosine = text_encode_matrix(encoders, args.queries)
+    print_table(f"Cold text encoding alone, ms (ViT-B-32 text tower, fp32 vs int8 on the same "
+                f"texts; cosine fp32-int8 min {cosine['min']:.4f}, mean {cosine['mean']:.4f})",
+                matrix, list(matrix[0]))
     rows = []
     for n in args.sizes:
-        rows.extend(bench_size(n, encoder, args.queries, args.kinds))
-    print_table(f"Text query latency, ms (ViT-B-32 text tower; cold text encode alone p50 "
-                f"{enc['p50_ms']:.1f} ms)", rows,
-                ["n", "kind", "nprobe", "search_p50", "search_p95", "search_cpu_p50", "e2e_cold_p50",
-                 "e2e_cold_p95", "e2e_cold_cpu_p50", "e2e_cached_p50", "e2e_cached_p95",
-                 "e2e_cached_cpu_p50", "build_s", "catalog_read_s"])
-    write_json("query", {"args": vars(args), "other_load": busy, "text_encode_cold": enc,
-                         "rows": rows})
+        rows.extend(bench_size(n, encoders, args.queries, args.kinds))
+    print_table("Text query latency, ms (ViT-B-32 text tower; e2e_cold = int8 text tower, "
+                "the CPU default)", rows,
+                ["n", "kind", "nprobe", "search_p50", "search_p95", "search_cpu_p50",
+                 "e2e_cold_fp32_p50", "e2e_cold_p50", "cold_fp32_over_int8", "e2e_cold_p95",
+                 "e2e_cold_cpu_p50", "e2e_cached_p50", "e2e_cached_p95", "e2e_cached_cpu_p50",
+                 "build_s", "catalog_read_s"])
+    write_json("query", {"args": vars(args), "other_load": busy, "text_encode_cold": matrix,
+                         "text_cosine_fp32_int8": cosine,
+                         "int8_check": encoders["int8"].text_model.note, "rows": rows})
 
 
 if __name__ == "__main__":
