@@ -76,7 +76,8 @@ def unique_texts(count: int, salt: str) -> list[str]:
     return [f"{WORDS[i % len(WORDS)]} {salt} {i}" for i in range(count)]
 
 
-def bench_size(n: int, encoders: dict, queries: int, kinds: list[str]) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+def bench_size(n: int, encoders: dict, queries: int, kinds: list[str],  # type: ignore[type-arg]
+               cosines: dict[str, float]) -> list[dict[str, object]]:
     """``encoders``: {"fp32": ..., "int8": ...}; cached queries and the collection's model
     binding use int8, the CPU default."""
     from clipfind.store.vectors import VectorIndex
@@ -123,8 +124,28 @@ def bench_size(n: int, encoders: dict, queries: int, kinds: list[str]) -> list[d
         rows.append(row)
         print(row, flush=True)
     rows[-1].update(_incremental_update(coll, ids, vecs))
+    rows[-1].update(top10_kept(vecs, qs["text"], cosines))
     coll.close()
     return rows
+
+
+def top10_kept(vecs: np.ndarray, queries: np.ndarray, cosines: dict[str, float],
+               seed: int = 0) -> dict[str, float]:
+    """How much of a text query's exact top-10 survives when the query vector moves to
+    cosine ``c`` of itself in a random direction: what an int8 text tower at that cosine
+    to fp32 does to results (``cosines``: {name: c})."""
+    from benchmarks.synthetic import exact_top_k, recall_at_k
+
+    truth = exact_top_k(vecs, queries, 10)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, c in cosines.items():
+        noise = rng.standard_normal(queries.shape).astype(np.float32)
+        noise -= (noise * queries).sum(1, keepdims=True) * queries  # orthogonal to the query
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        moved = (c * queries + np.sqrt(1 - c * c) * noise).astype(np.float32)
+        out[f"top10_kept_{name}"] = round(recall_at_k(exact_top_k(vecs, moved, 10), truth, 10), 3)
+    return out
 
 
 def _incremental_update(coll, ids: np.ndarray, vecs: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -243,15 +264,22 @@ def main() -> None:
     print_table(f"Cold text encoding alone, ms (ViT-B-32 text tower, fp32 vs int8 on the same "
                 f"texts; cosine fp32-int8 min {cosine['min']:.4f}, mean {cosine['mean']:.4f})",
                 matrix, list(matrix[0]))
+    from clipfind.text_int8 import MIN_COSINE
+
+    cosines = {f"cos{cosine['mean']:.4f}": cosine["mean"], f"cos{MIN_COSINE}": MIN_COSINE}
     rows = []
     for n in args.sizes:
-        rows.extend(bench_size(n, encoders, args.queries, args.kinds))
+        rows.extend(bench_size(n, encoders, args.queries, args.kinds, cosines))
     print_table("Text query latency, ms (ViT-B-32 text tower; e2e_cold = int8 text tower, "
                 "the CPU default)", rows,
                 ["n", "kind", "nprobe", "search_p50", "search_p95", "search_cpu_p50",
                  "e2e_cold_fp32_p50", "e2e_cold_p50", "cold_fp32_over_int8", "e2e_cold_p95",
                  "e2e_cold_cpu_p50", "e2e_cached_p50", "e2e_cached_p95", "e2e_cached_cpu_p50",
                  "build_s", "catalog_read_s"])
+    print_table("Top-10 kept when a text query moves to the fp32-int8 mean cosine measured "
+                "above, and to the self-check's threshold (exact search)",
+                [r for r in rows if any(k.startswith("top10_kept") for k in r)],
+                ["n", *(f"top10_kept_{name}" for name in cosines)])
     write_json("query", {"args": vars(args), "other_load": busy, "text_encode_cold": matrix,
                          "text_cosine_fp32_int8": cosine,
                          "int8_check": encoders["int8"].text_model.note, "rows": rows})
