@@ -5,7 +5,10 @@ On a CPU, one forward pass spread over all cores (torch's intra-op threads) wast
 at every operator's barrier, and far more when decode threads take a core away in the
 middle of an operator. Independent single-threaded forward passes, one per core
 (``streams``), keep every core busy with useful work, and the operating system
-interleaves them with decoding without anyone waiting on a barrier. The decode threads
+interleaves them with decoding without anyone waiting on a barrier. Each batch is split
+across the streams (data parallel), so the last batch of a run, or a lone batch, still
+keeps every core busy instead of one stream finishing it while the others idle (with
+whole batches per stream, 3 batches on 2 streams took as long as 4). The decode threads
 get one intra-op thread each too: torch's small per-image transforms (``ToTensor``,
 ``Normalize``) otherwise start a thread team per call and cost ten times more CPU.
 """
@@ -44,7 +47,8 @@ def plan_streams(encoder: Any, cores: int | None = None) -> tuple[int, int]:
 
 
 class EncodeStage:
-    """Encodes submitted batches on ``streams`` threads; finished batches come back
+    """Encodes submitted batches on ``streams`` threads, each batch split across them;
+    finished batches come back
     oldest first, so the catalog is written in walk order."""
 
     def __init__(self, encoder: Any, streams: int | None = None, threads: int | None = None) -> None:
@@ -52,7 +56,7 @@ class EncodeStage:
         self.encoder = encoder
         self.streams = streams or planned[0]
         self.threads = planned[1] if threads is None else threads
-        self._inflight: deque[tuple[Batch, Future[Any] | None]] = deque()
+        self._inflight: deque[tuple[Batch, list[Future[Any]]]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._saved_threads = 0
 
@@ -80,13 +84,16 @@ class EncodeStage:
 
     def submit(self, batch: Batch) -> list[Done]:
         """Queue ``batch``; return the batches finished meanwhile (blocking only while
-        every stream is busy)."""
+        two batches are already queued: one being encoded, the next one waiting, so
+        a stream that finishes its share early always finds work)."""
         tensors = [p.pixels for p in batch if p.pixels is not None]
         assert self._pool is not None
-        future = self._pool.submit(self._encode, tensors) if tensors else None
-        self._inflight.append((batch, future))
+        futures = [self._pool.submit(self._encode, part) for part in _split(tensors, self.streams)]
+        self._inflight.append((batch, futures))
         done: list[Done] = []
-        while self._inflight and (len(self._inflight) > self.streams or _ready(self._inflight[0][1])):
+        limit = max(2, self.streams)
+        while self._inflight and (len(self._inflight) > limit
+                                  or all(f.done() for f in self._inflight[0][1])):
             done.append(self._pop())
         return done
 
@@ -95,8 +102,10 @@ class EncodeStage:
         return [self._pop() for _ in range(len(self._inflight))]
 
     def _pop(self) -> Done:
-        batch, future = self._inflight.popleft()
-        return batch, (future.result() if future is not None else None)
+        batch, futures = self._inflight.popleft()
+        if not futures:
+            return batch, None
+        return batch, np.concatenate([f.result() for f in futures])
 
     def _encode(self, tensors: list[Any]) -> npt.NDArray[np.float32]:
         import torch
@@ -104,5 +113,13 @@ class EncodeStage:
         return self.encoder.encode_pixels(torch.stack(tensors))
 
 
-def _ready(future: Future[Any] | None) -> bool:
-    return future is None or future.done()
+def _split(items: list[Any], parts: int) -> list[list[Any]]:
+    """``items`` in at most ``parts`` contiguous runs of near-equal length, in order."""
+    parts = max(1, min(parts, len(items)))
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for k in range(parts):
+        end = start + size + (1 if k < extra else 0)
+        out.append(items[start:end])
+        start = end
+    return [run for run in out if run]
