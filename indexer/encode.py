@@ -48,8 +48,7 @@ def plan_streams(encoder: Any, cores: int | None = None) -> tuple[int, int]:
 
 class EncodeStage:
     """Encodes submitted batches on ``streams`` threads, each batch split across them;
-    finished batches come back
-    oldest first, so the catalog is written in walk order."""
+    finished batches come back oldest first, so the catalog is written in walk order."""
 
     def __init__(self, encoder: Any, streams: int | None = None, threads: int | None = None) -> None:
         planned = plan_streams(encoder)
