@@ -15,19 +15,15 @@ cosine, so the caller can refuse a runner that drifts too far.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 import warnings
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +84,8 @@ def choose_text_model(model: Any, tokenizer: Any, setting: str, device: str,
         log.warning("int8 text encoder unavailable (%s: %s); using %s", type(exc).__name__,
                     exc, base)
         return TextModel(model, base, f"int8 failed: {type(exc).__name__}")
-    check = f"probe cosine to fp32 {runner.min_cosine:.4f}, built in {runner.build_s:.2f}s"
+    check = (f"probe cosine to fp32 {runner.min_cosine:.4f}, built in {runner.build_s:.2f}s"
+             + ("" if runner.attention_int8 else ", some blocks int8 in their MLPs only"))
     if runner.min_cosine >= MIN_COSINE:
         log.info("text encoder: int8 (%s)", check)
         return TextModel(runner.model, "int8", check)
@@ -119,17 +116,23 @@ def build_int8_runner(model: Any, tokenizer: Any) -> Int8Runner:
 
     Raises whatever quantisation raises (missing engine, unknown tower): the caller falls
     back to fp32. Never modifies ``model``."""
+    from clipfind.text_int8_modules import quantised_copy
     from clipfind.text_tower import encode_tokens
 
     started = time.perf_counter()
     with warnings.catch_warnings():  # torch 2.14 deprecates quantized tensors; they work
         warnings.simplefilter("ignore", UserWarning)
-        runner_model, attention_int8 = _quantised_copy(model)
-    with torch.inference_mode():
-        tokens = tokenizer(list(PROBE_TEXTS))
-        ref = F.normalize(encode_tokens(model, tokens).float(), dim=-1)
-        got = F.normalize(encode_each(runner_model, tokens).float(), dim=-1)
-        min_cos = float((ref * got).sum(-1).min())
+        runner_model, attention_int8 = quantised_copy(model)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # a thread team is several times slower when a core is busy
+    try:
+        with torch.inference_mode():
+            tokens = tokenizer(list(PROBE_TEXTS))
+            ref = F.normalize(encode_tokens(model, tokens).float(), dim=-1)
+            got = F.normalize(encode_each(runner_model, tokens).float(), dim=-1)
+            min_cos = float((ref * got).sum(-1).min())
+    finally:
+        torch.set_num_threads(saved)
     return Int8Runner(runner_model, min_cos, attention_int8, time.perf_counter() - started)
 
 
@@ -156,158 +159,3 @@ def encode_each(model: Any, tokens: torch.Tensor) -> torch.Tensor:
             return torch.cat(list(pool.map(one, range(len(tokens)))))
     finally:
         torch.set_num_threads(saved)
-
-
-def _quantised_copy(model: Any) -> tuple[Any, bool]:
-    """A shallow copy of ``model`` with an int8 text transformer."""
-    import open_clip
-
-    if isinstance(model, open_clip.CLIP):
-        transformer, attention = _int8_transformer(model.transformer)
-        return _with_child(model, "transformer", transformer), attention
-    text = getattr(model, "text", None)
-    if text is None:
-        raise TypeError(f"no text tower found on {type(model).__name__}")
-    if isinstance(text, open_clip.transformer.TextTransformer):
-        transformer, attention = _int8_transformer(text.transformer)
-        return _with_child(model, "text", _with_child(text, "transformer", transformer)), attention
-    # Other towers (Hugging Face): every nn.Linear of a private copy.
-    return _with_child(model, "text", _quantise_linears(copy.deepcopy(text))), False
-
-
-def _with_child(module: Any, name: str, child: Any) -> Any:
-    """A shallow copy of ``module`` with child ``name`` replaced; parameters, buffers and
-    all other children are shared, and ``module`` itself is not touched."""
-    clone = copy.copy(module)
-    clone._modules = OrderedDict(module._modules)  # own dict: the original keeps its child
-    clone._modules[name] = child
-    return clone
-
-
-def _quantise_linears(module: Any) -> Any:
-    """Dynamic int8 (per-channel weights) for every plain ``nn.Linear`` in ``module``,
-    in place; only for modules nobody else holds (quantize_dynamic tags every child)."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    return quantize_dynamic(module, {nn.Linear: per_channel_dynamic_qconfig},
-                            dtype=torch.qint8, inplace=True)
-
-
-def _int8_transformer(source: Any) -> tuple[Any, bool]:
-    """An int8 replacement for an open_clip ``Transformer``: standard blocks get int8
-    attention projections and MLPs; blocks of other kinds a private copy with int8 MLPs."""
-    blocks = []
-    for block in source.resblocks:
-        if is_standard_block(block):
-            blocks.append(Int8Block.from_block(block))
-        else:
-            log.debug("text block %s: int8 MLPs only", type(block).__name__)
-            blocks.append(_quantise_linears(copy.deepcopy(block)))
-    attention = all(isinstance(b, Int8Block) for b in blocks)
-    return Int8Transformer(blocks, source.batch_first), attention
-
-
-def is_standard_block(block: Any) -> bool:
-    """open_clip's ``ResidualAttentionBlock`` with a plain self-attention
-    ``nn.MultiheadAttention``: the forward :class:`Int8Block` reproduces."""
-    from open_clip.transformer import ResidualAttentionBlock
-
-    attn = getattr(block, "attn", None)
-    return (
-        type(block) is ResidualAttentionBlock
-        and type(attn) is nn.MultiheadAttention
-        and attn._qkv_same_embed_dim
-        and attn.bias_k is None
-        and attn.bias_v is None
-        and not attn.add_zero_attn
-        and isinstance(block.mlp, nn.Sequential)
-    )
-
-
-class Int8Block(nn.Module):
-    """``ResidualAttentionBlock.forward`` for self-attention with int8 q/k/v, output and
-    MLP projections; layer norms, layer scales and the activation are the fp32 model's own
-    modules (shared, read only)."""
-
-    def __init__(self, block: Any, qkv: nn.Module, out: nn.Module, mlp: nn.Module) -> None:
-        super().__init__()
-        self.ln_1, self.ln_2 = block.ln_1, block.ln_2
-        self.ls_1, self.ls_2 = block.ls_1, block.ls_2
-        # Older open_clip blocks normalise the attention output (scale_attn).
-        self.ln_attn = getattr(block, "ln_attn", None) or nn.Identity()
-        self.qkv, self.out, self.mlp = qkv, out, mlp
-        self.heads = block.attn.num_heads
-        self.batch_first = block.attn.batch_first
-
-    @classmethod
-    def from_block(cls, block: Any) -> Int8Block:
-        attn = block.attn
-        mlp = nn.Sequential(OrderedDict(
-            (name, Int8Linear(m.weight, m.bias) if type(m) is nn.Linear else m)
-            for name, m in block.mlp.named_children()
-        ))
-        return cls(block, Int8Linear(attn.in_proj_weight, attn.in_proj_bias),
-                   Int8Linear(attn.out_proj.weight, attn.out_proj.bias), mlp)
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.batch_first:
-            x = x.transpose(0, 1)
-        x = x + self.ls_1(self.ln_attn(self.out(self._attend(self.ln_1(x), attn_mask))))
-        x = x + self.ls_2(self.mlp(self.ln_2(x)))
-        return x if self.batch_first else x.transpose(0, 1)
-
-    def _attend(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, length, width = x.shape
-        q, k, v = (self.qkv(x).view(batch, length, 3, self.heads, width // self.heads)
-                   .permute(2, 0, 3, 1, 4).unbind(0))
-        # open_clip turns any mask into an additive float mask before attention: same here.
-        mask = None if attn_mask is None else attn_mask.to(q.dtype)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return y.transpose(1, 2).reshape(batch, length, width)
-
-
-class Int8Transformer(nn.Module):
-    """Stands in for open_clip's ``Transformer`` in the runner's copy of the model."""
-
-    def __init__(self, blocks: list[nn.Module], batch_first: bool) -> None:
-        super().__init__()
-        self.resblocks = nn.ModuleList(blocks)
-        self.batch_first = batch_first
-        self.grad_checkpointing = False
-
-    def get_cast_dtype(self) -> torch.dtype:
-        return torch.float32
-
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.batch_first:
-            x = x.transpose(0, 1).contiguous()
-        for block in self.resblocks:
-            x = block(x, attn_mask=attn_mask)
-        return x if self.batch_first else x.transpose(0, 1)
-
-
-class Int8Linear(nn.Module):
-    """``F.linear`` with int8 weights (symmetric, one scale per output row) and each
-    input quantised on the fly: what ``quantize_dynamic`` makes of an ``nn.Linear`` with
-    the per-channel qconfig, built straight from the weight tensor (no observers, no
-    placeholder weights: a quarter of the time for ViT-B-32's text tower)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        super().__init__()
-        # numpy: its row reductions and rounding are ~10x faster than torch's here.
-        w = weight.detach().float().numpy()
-        scales = np.abs(w).max(axis=1).clip(1e-12) / 127.0  # symmetric: zero point 0
-        qint = torch.from_numpy(np.rint(w / scales[:, None]).astype(np.int8))
-        qweight = torch._make_per_channel_quantized_tensor(
-            qint, torch.from_numpy(scales).double(), torch.zeros(len(scales), dtype=torch.long), 0)
-        bias = None if bias is None else bias.detach().float()
-        self._packed = torch.ops.quantized.linear_prepack(qweight, bias)
-        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # 7-bit activations, as torch does on x86: without VNNI, fbgemm's u8*s8 pair sums
-        # saturate 16 bits with full-range activations.
-        return torch.ops.quantized.linear_dynamic(x, self._packed, reduce_range=True)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8"

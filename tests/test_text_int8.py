@@ -1,4 +1,4 @@
-"""The int8 text tower (clipfind/text_int8.py): close to fp32 on random and trained
+"""The int8 text tower (clipfind/text_int8.py, text_int8_modules.py): close to fp32 on random and trained
 weights, zero-shot accuracy of the reference model kept, the fp32 setting exact, the
 self-check falling back, one vector per text whatever its batch, and built once."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from clipfind import text_int8
+from clipfind import text_int8, text_int8_modules
 from clipfind.config import Settings
 from clipfind.encoder import ClipEncoder
 from clipfind.training.synthetic import ALL_COMBOS, ShapesDataset
@@ -40,9 +40,9 @@ def test_int8_is_close_to_fp32_and_leaves_the_model_alone(name):
     assert _min_cos(got, want) >= text_int8.MIN_COSINE
     assert not np.allclose(got, want, atol=1e-5)  # really another computation
     runner = int8.text_model.model
-    assert any(isinstance(m, text_int8.Int8Linear) for m in runner.modules())
+    assert any(isinstance(m, text_int8_modules.Int8Linear) for m in runner.modules())
     # the loaded model is untouched: same weights, no quantised modules, fp32 forward
-    assert not any(isinstance(m, text_int8.Int8Linear) for m in int8.model.modules())
+    assert not any(isinstance(m, text_int8_modules.Int8Linear) for m in int8.model.modules())
     assert all(torch.equal(before[k], v) for k, v in int8.model.state_dict().items())
     tokens = int8.loaded.tokenizer(TEXTS[:2])
     with torch.inference_mode():
@@ -87,7 +87,7 @@ def test_a_failed_build_falls_back_to_fp32(monkeypatch, caplog):
     def broken(model):  # type: ignore[no-untyped-def]
         raise RuntimeError("no quantized engine")
 
-    monkeypatch.setattr(text_int8, "_quantised_copy", broken)
+    monkeypatch.setattr(text_int8_modules, "quantised_copy", broken)
     with caplog.at_level(logging.WARNING, logger="clipfind.text_int8"):
         encoder = ClipEncoder("tiny-clip-test", device="cpu")
         assert encoder.encode_texts(["a dog"]).shape == (1, 32)
