@@ -91,14 +91,14 @@ def _timed(fn: Callable[[], object], count: int) -> tuple[float, float]:
     return count / wall, cpu / count * 1000
 
 
-def prepare_cpu_ms(folder: Path, spec: str, n: int = 24) -> float:
+def prepare_cpu_ms(folder: Path, spec: str, batch_size: int, n: int = 24) -> float:
     """CPU milliseconds per image of what the indexer does before the model: read, hash,
     decode (draft mode) and preprocess, on one thread as the decode workers run it."""
     import torch
 
     from clipfind.imageio import content_hash, decode_image, read_bytes
 
-    encoder = _encoder(spec, 32)
+    encoder = _encoder(spec, batch_size)  # the ceiling's: loaded already
     transform, size = encoder.preprocess, encoder.image_size
     files = sorted(p for p in folder.iterdir() if p.is_file())[:n]
     saved = torch.get_num_threads()
@@ -188,7 +188,7 @@ def main() -> None:
         model_only.append(ceilings(spec, args.batch_size, args.count))
         print(f"round {r + 1}: model-only {model_only[-1]}", flush=True)
         for kind, folder in folders.items():
-            prepare[kind].append(prepare_cpu_ms(folder, spec))
+            prepare[kind].append(prepare_cpu_ms(folder, spec, args.batch_size))
             runs[kind].append(index_once(folder, spec, args.batch_size, args.workers,
                                          work / kind))
             print(f"round {r + 1}: {kind} prepare {prepare[kind][-1]:.1f} ms cpu/image, "
