@@ -121,6 +121,8 @@ class Int8Block(nn.Module):
                    .permute(2, 0, 3, 1, 4).unbind(0))
         # open_clip turns any mask into an additive float mask before attention: same here.
         mask = None if attn_mask is None else attn_mask.to(q.dtype)
+        if mask is not None and mask.dim() == 3:  # MHA's (batch * heads, L, L) layout (CoCa)
+            mask = mask.view(batch, self.heads, length, length)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return y.transpose(1, 2).reshape(batch, length, width)
 
