@@ -26,6 +26,7 @@ busy by a spinning process, and gives the cosine between the two encoders' vecto
 from __future__ import annotations
 
 import argparse
+import itertools
 import subprocess
 import sys
 import time
@@ -72,8 +73,26 @@ def open_collection(n: int, encoder):  # type: ignore[no-untyped-def]
     return coll
 
 
-def unique_texts(count: int, salt: str) -> list[str]:
-    return [f"{WORDS[i % len(WORDS)]} {salt} {i}" for i in range(count)]
+ADJECTIVES = ["red", "old", "small", "happy", "snowy", "wet", "bright", "dark", "wooden",
+              "tiny", "blue", "busy", "quiet", "green", "broken", "shiny", "foggy", "golden",
+              "empty", "crowded"]
+PLACES = ["", "at night", "in the rain", "on a table", "in a park", "by the sea", "in winter",
+          "in the city", "at sunset", "indoors", "from above", "in a forest", "on the street",
+          "near a river", "in the snow", "at the beach", "in a kitchen", "on a bridge",
+          "in spring", "under a tree"]
+_issued = itertools.count()
+
+
+def unique_texts(count: int) -> list[str]:
+    """``count`` query texts this process has not encoded before, shaped like real queries
+    ("a foggy red car at night": 2-6 words, 5-10 tokens). Numbered salts would make every
+    text 26-30 tokens long, three times what a search box sees (earlier runs did that)."""
+    out = []
+    for i in (next(_issued) for _ in range(count)):
+        words = [ADJECTIVES[i % 20], WORDS[(i // 20) % len(WORDS)], PLACES[(i // 240) % 20]]
+        more = i // (240 * 20)  # past 4,800 texts: a number keeps them new
+        out.append(" ".join(w for w in ["a", *words, str(more) if more else ""] if w))
+    return out
 
 
 def bench_size(n: int, encoders: dict, queries: int, kinds: list[str],  # type: ignore[type-arg]
@@ -103,7 +122,7 @@ def bench_size(n: int, encoders: dict, queries: int, kinds: list[str],  # type: 
         slow = index.kind == "flat" and n > 200_000
         reps = max(10, queries // 10) if slow else queries
         alone = [timed(lambda q=q, ix=index: ix.search(q, 21)) for q in synthetic[:reps]]
-        texts = unique_texts(reps, f"{kind}{n}{time.time_ns()}")
+        texts = unique_texts(reps)
 
         def run(text: str, enc) -> None:  # type: ignore[no-untyped-def]
             assert len(search(coll, enc, build_terms(text), k=20).hits) == 20
@@ -221,8 +240,7 @@ def other_core_busy(busy: bool) -> Iterator[None]:
 def bulk_encode(encoders: dict, count: int) -> dict[str, float]:  # type: ignore[type-arg]
     """Texts/s of one ``encode_texts`` call over ``count`` new prompts, as labeling and
     classify encode a label set (fp32 batched; int8 one text at a time per core)."""
-    texts = [f"a photo of a {WORDS[i % len(WORDS)]}, kind {i} {time.time_ns()}"
-             for i in range(count)]
+    texts = [f"a photo of {t}." for t in unique_texts(count)]
     out = {}
     for name, enc in encoders.items():
         started = time.perf_counter()
@@ -239,7 +257,7 @@ def text_encode_matrix(encoders: dict, count: int) -> tuple[list[dict], dict]:  
     for busy in (False, True):
         with other_core_busy(busy):
             for threads in (1, 2):
-                texts = unique_texts(count, f"enc{threads}{busy}{time.time_ns()}")
+                texts = unique_texts(count)
                 pairs: dict[str, list[tuple[float, float]]] = {"fp32": [], "int8": []}
                 with query_threads(threads):
                     for t in texts:
