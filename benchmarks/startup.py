@@ -10,6 +10,10 @@ anyway: it should be empty.
 
     .venv/bin/python -m benchmarks.startup                  # 100k items
     .venv/bin/python -m benchmarks.startup --size 1000000
+    CLIPFIND_TEXT_PRECISION=fp32 .venv/bin/python -m benchmarks.startup   # no int8 build
+
+The first query includes building and checking the int8 text tower (on a CPU, unless
+``CLIPFIND_TEXT_PRECISION=fp32``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ coll = Collection(Settings(data_dir=sys.argv[1], collection=sys.argv[2]))
 t.append(time.perf_counter())
 index = coll.vector_index()
 t.append(time.perf_counter())
-enc = ClipEncoder(coll.model_spec, device="cpu")
+enc = ClipEncoder(coll.model_spec, device="cpu", text_precision=coll.settings.text_precision)
 enc.loaded
 t.append(time.perf_counter())
 page = search(coll, enc, build_terms("a dog on a beach"), k=20)
