@@ -123,14 +123,20 @@ def build_int8_runner(model: Any, tokenizer: Any) -> Int8Runner:
     with warnings.catch_warnings():  # torch 2.14 deprecates quantized tensors; they work
         warnings.simplefilter("ignore", UserWarning)
         runner_model, attention_int8 = quantised_copy(model)
+    def features(encode: Any, net: Any) -> torch.Tensor:
+        with torch.inference_mode():  # thread-local
+            return F.normalize(encode(net, tokens).float(), dim=-1)
+
+    tokens = tokenizer(list(PROBE_TEXTS))
     saved = torch.get_num_threads()
-    torch.set_num_threads(1)  # a thread team is several times slower when a core is busy
+    # fp32 and int8 side by side, one thread each: a thread team is several times slower
+    # when the other core is busy, two streams are not.
+    torch.set_num_threads(1)
     try:
-        with torch.inference_mode():
-            tokens = tokenizer(list(PROBE_TEXTS))
-            ref = F.normalize(encode_tokens(model, tokens).float(), dim=-1)
-            got = F.normalize(encode_each(runner_model, tokens).float(), dim=-1)
-            min_cos = float((ref * got).sum(-1).min())
+        with ThreadPoolExecutor(2) as pool:
+            ref = pool.submit(features, encode_tokens, model)
+            got = pool.submit(features, encode_each, runner_model)
+            min_cos = float((ref.result() * got.result()).sum(-1).min())
     finally:
         torch.set_num_threads(saved)
     return Int8Runner(runner_model, min_cos, attention_int8, time.perf_counter() - started)

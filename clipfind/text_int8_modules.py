@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -55,13 +56,15 @@ def _quantise_linears(module: Any) -> Any:
 def _int8_transformer(source: Any) -> tuple[Any, bool]:
     """An int8 replacement for an open_clip ``Transformer``: standard blocks get int8
     attention projections and MLPs; blocks of other kinds a private copy with int8 MLPs."""
-    blocks = []
-    for block in source.resblocks:
+    def convert(block: Any) -> nn.Module:
         if is_standard_block(block):
-            blocks.append(Int8Block.from_block(block))
-        else:
-            log.debug("text block %s: int8 MLPs only", type(block).__name__)
-            blocks.append(_quantise_linears(copy.deepcopy(block)))
+            return Int8Block.from_block(block)
+        log.debug("text block %s: int8 MLPs only", type(block).__name__)
+        return _quantise_linears(copy.deepcopy(block))
+
+    # Quantising is numpy and fbgemm packing, outside the GIL: two threads halve it.
+    with ThreadPoolExecutor(2) as pool:
+        blocks = list(pool.map(convert, source.resblocks))
     attention = all(isinstance(b, Int8Block) for b in blocks)
     return Int8Transformer(blocks, source.batch_first), attention
 
