@@ -17,6 +17,7 @@ from clipfind.config import Settings
 from clipfind.encoder import ClipEncoder
 from clipfind.training.synthetic import ALL_COMBOS, ShapesDataset
 from search.evaluate import class_vectors, zero_shot_scores
+from tests.conftest import MODEL_CONFIGS
 
 TEXTS = ["a dog", "a photo of a golden retriever running on a sandy beach at sunset",
          "x", "wow!!!", "a red circle", "two green triangles on a grey background"]
@@ -47,6 +48,26 @@ def test_int8_is_close_to_fp32_and_leaves_the_model_alone(name):
     tokens = int8.loaded.tokenizer(TEXTS[:2])
     with torch.inference_mode():
         assert int8.model.encode_text(tokens).dtype == torch.float32
+
+
+def test_custom_text_tower_gets_int8_too(tmp_path):
+    """``custom_text`` models keep their text tower under ``model.text``."""
+    import json
+
+    import open_clip
+
+    config = json.loads((MODEL_CONFIGS / "tiny-clip-test.json").read_text())
+    (tmp_path / "tiny-custom-text-test.json").write_text(json.dumps({**config, "custom_text": True}))
+    open_clip.add_model_config(tmp_path / "tiny-custom-text-test.json")
+    fp32, int8 = _fp32_and_int8("tiny-custom-text-test")
+    assert isinstance(int8.model, open_clip.CustomTextCLIP)
+    got, want = int8.encode_texts(TEXTS), fp32.encode_texts(TEXTS)
+    assert int8.text_precision == "int8"
+    assert _min_cos(got, want) >= text_int8.MIN_COSINE and not np.allclose(got, want, atol=1e-5)
+    runner = int8.text_model.model
+    assert runner.text is not int8.model.text and runner.visual is int8.model.visual
+    assert any(isinstance(m, text_int8_modules.Int8Linear) for m in runner.text.modules())
+    assert not any(isinstance(m, text_int8_modules.Int8Linear) for m in int8.model.modules())
 
 
 def test_fp32_setting_is_exactly_open_clip():
