@@ -123,11 +123,12 @@ def build_int8_runner(model: Any, tokenizer: Any) -> Int8Runner:
     with warnings.catch_warnings():  # torch 2.14 deprecates quantized tensors; they work
         warnings.simplefilter("ignore", UserWarning)
         runner_model, attention_int8 = quantised_copy(model)
+    tokens = tokenizer(list(PROBE_TEXTS))
+
     def features(encode: Any, net: Any) -> torch.Tensor:
         with torch.inference_mode():  # thread-local
             return F.normalize(encode(net, tokens).float(), dim=-1)
 
-    tokens = tokenizer(list(PROBE_TEXTS))
     saved = torch.get_num_threads()
     # fp32 and int8 side by side, one thread each: a thread team is several times slower
     # when the other core is busy, two streams are not.
