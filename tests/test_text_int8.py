@@ -70,6 +70,31 @@ def test_custom_text_tower_gets_int8_too(tmp_path):
     assert not any(isinstance(m, text_int8_modules.Int8Linear) for m in int8.model.modules())
 
 
+def _add_outlier_channels(model, factor: float, channels=(3, 17, 40)) -> None:  # type: ignore[no-untyped-def]
+    """Real CLIP text towers have a few layer-norm output channels far larger than the
+    rest. Scale some up and the weights reading them down: the same fp32 function, but
+    activations with outliers, as dynamic quantisation meets them in real weights."""
+    cols = list(channels)
+    with torch.no_grad():
+        for block in model.transformer.resblocks:
+            for norm, weight in ((block.ln_1, block.attn.in_proj_weight),
+                                 (block.ln_2, block.mlp.c_fc.weight)):
+                norm.weight[cols] *= factor
+                norm.bias[cols] *= factor
+                weight[:, cols] /= factor
+
+
+def test_activation_outliers_keep_int8_close():
+    plain = ClipEncoder("tiny-clip-test", device="cpu", text_precision="fp32").encode_texts(TEXTS)
+    fp32, int8 = _fp32_and_int8("tiny-clip-test")
+    for encoder in (fp32, int8):
+        _add_outlier_channels(encoder.model, 7.0)  # 7-bit activations: cosine 0.984
+    want = fp32.encode_texts(TEXTS)
+    assert np.allclose(want, plain, atol=1e-4)  # the function did not change
+    assert _min_cos(int8.encode_texts(TEXTS), want) >= text_int8.MIN_COSINE
+    assert int8.text_precision == "int8"
+
+
 def test_fp32_setting_is_exactly_open_clip():
     encoder = ClipEncoder("tiny-clip-test", device="cpu", text_precision="fp32")
     tokens = encoder.loaded.tokenizer(TEXTS)
