@@ -29,7 +29,9 @@ from clipfind.errors import QueryError
 from clipfind.imageio import to_rgb
 from search import proposals as P
 from search.dense import patch_embeddings, supports_dense
+from search.detect_scoring import class_scores, query_texts
 from search.refine import refine
+from search.segments import rank_by_heat, segment_boxes
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 BACKGROUND = ("background", "an empty background", "a plain surface", "a texture",
               "a blurry photo", "a photo of something else", "a plain grey background",
               "an empty white background", "a black background", "nothing on a grey background")
-DEFAULT_THRESHOLD = {"softmax": 0.5, "sigmoid": 0.1}
+DEFAULT_THRESHOLD = {"softmax": 0.6, "sigmoid": 0.1}
 MAX_QUERIES = 32
 NMS_IOU = 0.5
 # A box mostly inside a better one (or around it) is the same object at another scale.
@@ -80,6 +82,8 @@ class DetectOptions:
     area_factor: float = 2.0       # dense pass: tokens relative to the model's square input
     context: float = 0.3           # crop margin per side, as a fraction of the box size
     proposals_per_query: int = 6
+    # image-segment boxes (search/segments.py) kept per query, ranked by its heat map
+    segments_per_query: int = 3
     window_scales: tuple[float, ...] = (0.35, 0.6)
     use_dense: bool = True         # False forces sliding windows (for comparisons)
     refine_rounds: int | None = None  # crop-scorer box refinement; None: 4 for windows, 0 dense
@@ -89,6 +93,12 @@ class DetectOptions:
     # ~4.5x less likely to be the query than the best one shows something else (a shape
     # of another colour); None keeps every box above the threshold
     relative_margin: float | None = 1.5
+    # CLIP: each query also competes with itself less one content word ("a red car" ->
+    # "a car", "a red"; search/detect_scoring.py)
+    partial_queries: bool = True
+    # added to a box's rank (not its score) times its best IoU with a picture region:
+    # crop scores barely change with a box's extent, the picture's boundaries do
+    region_prior: float = 0.3
 
 
 DEFAULT_OPTIONS = DetectOptions()
@@ -112,41 +122,21 @@ def detect(
     image = to_rgb(image)
     kind = "sigmoid" if getattr(encoder, "is_sigmoid", False) else "softmax"
     threshold = DEFAULT_THRESHOLD[kind] if threshold is None else float(threshold)
-    texts = labels if kind == "sigmoid" else [*labels, *opts.background, *opts.extra_background]
-    text_vecs = np.asarray(encoder.encode_texts(texts), np.float32)
-    boxes, vecs = _candidates(encoder, image, text_vecs[: len(labels)], opts)
+    qt = (query_texts(labels, (), partial=False) if kind == "sigmoid" else
+          query_texts(labels, (*opts.background, *opts.extra_background), opts.partial_queries))
+    text_vecs = np.asarray(encoder.encode_texts(list(qt.texts)), np.float32)
+    boxes, vecs, fit = _candidates(encoder, image, text_vecs[: len(labels)], opts)
     if len(boxes) == 0:
         return []
-    scores = class_scores(encoder, vecs, text_vecs, len(labels))
+    scores = class_scores(encoder, vecs, text_vecs, qt)
     cos = vecs @ text_vecs[: len(labels)].T
     if opts.relative_margin is not None:
         logits = float(encoder.logit_scale) * cos
         far = logits < logits.max(axis=0, keepdims=True) - opts.relative_margin
         scores = np.where(far, 0.0, scores).astype(np.float32)
-    found = _select(labels, boxes, scores, cos, threshold)
-    found.sort(key=lambda d: (-d.score, d.label, d.box.xmin, d.box.ymin))
-    return found[:max_boxes]
-
-
-def class_scores(encoder: Any, image_vecs: npt.NDArray[np.float32],
-                 text_vecs: npt.NDArray[np.float32], n_labels: int) -> npt.NDArray[np.float32]:
-    """``(n_images, n_labels)`` scores on the classification scale. SigLIP: the model's
-    sigmoid with its logit bias. CLIP: a softmax over the labels plus one "something
-    else" competitor, the best of the background prompts (rows ``n_labels:`` of
-    ``text_vecs``), so a lone query scores above 0.5 only where it beats the background
-    and adding background prompts does not dilute the scores."""
-    cos = image_vecs @ text_vecs.T
-    scale = float(encoder.logit_scale)
-    if getattr(encoder, "is_sigmoid", False):
-        logits = scale * cos[:, :n_labels] + float(encoder.logit_bias)
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
-    logits = scale * cos[:, :n_labels]
-    if cos.shape[1] > n_labels:
-        logits = np.concatenate([logits, scale * cos[:, n_labels:].max(axis=1, keepdims=True)], 1)
-    logits = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(logits)
-    probs /= probs.sum(axis=1, keepdims=True)
-    return probs[:, :n_labels].astype(np.float32)
+    ranked = _select(labels, boxes, scores, cos, threshold, opts.region_prior * fit)
+    ranked.sort(key=lambda rd: (-rd[0], rd[1].label, rd[1].box.xmin, rd[1].box.ymin))
+    return [d for _, d in ranked[:max_boxes]]
 
 
 def heat_maps(encoder: Any, image: Image.Image, text_vecs: npt.NDArray[np.float32],
@@ -182,13 +172,16 @@ def _flat(maps: npt.NDArray[np.float32], tol: float = 1e-3) -> bool:
 
 
 def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
-                opts: DetectOptions) -> tuple[P.Boxes, npt.NDArray[np.float32]]:
-    """Proposal boxes for every query and their crop embeddings. (Sliding windows only
+                opts: DetectOptions) -> tuple[P.Boxes, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Proposal boxes for every query, their crop embeddings, and how well each fits
+    one of the picture's regions (its best IoU with a segment box). (Sliding windows only
     build the maps: as boxes they are placed by a grid, not by the object, and a window
     half on an object scores nearly as well as one around it.)"""
     maps, windows, win_vecs = _maps(encoder, image, query_vecs, opts)
     found = [P.heat_proposals(m, image.width, image.height, max_boxes=opts.proposals_per_query)
              for m in maps]
+    regions = segment_boxes(image) if opts.segments_per_query > 0 else np.zeros((0, 4), np.float32)
+    found += _segment_proposals(image, regions, maps, opts.segments_per_query)
     props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
     whole = np.array([[0, 0, image.width, image.height]], np.float32)
     # flat maps (nothing stands out): judge the whole image
@@ -204,7 +197,21 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     if rounds and len(props):
         props, vecs = refine(lambda b: _encode_boxes(encoder, image, b, opts.context), props, vecs,
                              query_vecs, image.width, image.height, rounds)
-    return props, vecs
+    fit = P.iou(props, regions).max(axis=1) if len(regions) else np.zeros(len(props), np.float32)
+    return props, vecs, fit
+
+
+def _segment_proposals(image: Image.Image, regions: P.Boxes, maps: npt.NDArray[np.float32],
+                       per_query: int) -> list[P.Boxes]:
+    """The picture's own regions (tight around objects, where heat maps are one cell
+    per patch), the few per query whose inside is hottest against their surroundings."""
+    if len(regions) == 0 or per_query < 1:
+        return []
+    out = []
+    for heat in maps:
+        contrast = rank_by_heat(regions, heat, image.width, image.height)
+        out.append(regions[np.argsort(-contrast, kind="stable")[:per_query]])
+    return out
 
 
 def _encode_boxes(encoder: Any, image: Image.Image, boxes: P.Boxes,
@@ -229,7 +236,8 @@ def _unique(boxes: P.Boxes, tol: float = 0.95) -> list[int]:
 
 
 def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
-            cos: npt.NDArray[np.float32], threshold: float) -> list[Detection]:
+            cos: npt.NDArray[np.float32], threshold: float,
+            prior: npt.NDArray[np.float32]) -> list[tuple[float, Detection]]:
     """Per label: candidates above the threshold, non-maximum suppressed. Ties (a
     saturated softmax gives many 1.0s) go to the box whose crop is closer to the text,
     then to the larger box."""
@@ -238,12 +246,14 @@ def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
         above = np.nonzero(scores[:, j] >= threshold)[0]
         if len(above) == 0:
             continue
-        rank = scores[above, j].astype(np.float64) + 1e-6 * np.round(cos[above, j], 5)
+        rank = scores[above, j].astype(np.float64) + prior[above]
+        rank += 1e-6 * np.round(cos[above, j], 5)
         rank += 1e-12 * np.prod(boxes[above, 2:] - boxes[above, :2], axis=1)  # then: larger
         for k in P.nms(boxes[above], rank, NMS_IOU, NMS_CONTAINED):
             i = above[k]
             x0, y0, x1, y1 = (round(float(v), 2) for v in boxes[i])
-            out.append(Detection(label, round(float(scores[i, j]), 6), Box(x0, y0, x1, y1)))
+            det = Detection(label, round(float(scores[i, j]), 6), Box(x0, y0, x1, y1))
+            out.append((float(rank[k]), det))
     return out
 
 

@@ -11,13 +11,14 @@ from search.evaluate_detection import evaluate_scenes
 
 pytestmark = pytest.mark.slow
 SCENES = 20
-# The issue's targets. Not met yet with the current reference model (a 32 px ResNet whose
-# stride-32 map is 1 cell per 32 px): measured found 0.2-0.55, clean 0.71-1.0,
-# absent 0.45-0.6 on 20 scenes (seeds 7 (here), 3 and 1 (benchmarks/detect_bench.py)).
-# Kept as non-strict xfails: they report XPASS once a reference model with usable
-# spatial features lands.
-TARGET = pytest.mark.xfail(strict=False, reason="reference model too coarse for the targets; "
-                           "see README 'Zero-shot detection'")
+# The issue's targets are 0.8 found / 0.9 clean / 0.9 absent. Measured with picture-region
+# proposals and partial-query competitors (README 'Zero-shot detection'): over 140 scenes
+# (seeds 7, 1, 3 x 20 and 21, 22 x 40) found 0.79, clean 0.99, absent 0.91; here (seed 7)
+# found 0.65, clean 1.0, absent 0.95. "found" stays a non-strict xfail: it reports XPASS
+# when a reference model that tells shapes apart better lands. (The reference model's
+# weights depend on the CPU's instruction set, so a retrain elsewhere moves these a little.)
+TARGET = pytest.mark.xfail(strict=False, reason="found is 0.65-0.83 per seed with the 32 px "
+                           "reference model; see README 'Zero-shot detection'")
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +27,10 @@ def scene_metrics(reference_encoder):  # type: ignore[no-untyped-def]
 
 
 def test_better_than_chance_floors(scene_metrics):
-    """Regression floors under today's measurements (a random box has IoU >= 0.5 with a
-    shape of ~1/20 of the canvas almost never; boxing everything gives clean 0). Without
-    the relative margin (DetectOptions.relative_margin=None) clean is 0.64 here."""
-    assert scene_metrics["found"] >= 0.2, scene_metrics
-    assert scene_metrics["clean"] >= 0.65, scene_metrics
-    assert scene_metrics["absent_clean"] >= 0.5, scene_metrics
+    """Regression floor under today's measurement (a random box has IoU >= 0.5 with a
+    shape of ~1/20 of the canvas almost never). Without picture-region proposals
+    (DetectOptions(segments_per_query=0)) found is 0.35 here."""
+    assert scene_metrics["found"] >= 0.55, scene_metrics
 
 
 @TARGET
@@ -39,17 +38,16 @@ def test_finds_the_queried_shape(scene_metrics):
     assert scene_metrics["found"] >= 0.8, scene_metrics
 
 
-@TARGET
 def test_leaves_distractors_of_another_colour_alone(scene_metrics):
     assert scene_metrics["clean"] >= 0.9, scene_metrics
 
 
-@TARGET
 def test_absent_shape_gets_no_box(scene_metrics):
+    """Without partial-query competitors (DetectOptions(partial_queries=False)) and at
+    the old 0.5 threshold this was 0.65."""
     assert scene_metrics["absent_clean"] >= 0.9, scene_metrics
 
 
-@TARGET
 def test_two_queries_share_one_image_and_each_finds_its_own(reference_encoder):
     import numpy as np
 
