@@ -7,12 +7,15 @@ does a text query appear?
    usable patch tokens) encode multi-scale sliding windows instead, and each cell of the
    map holds the mean score of the windows covering it.
 2. **Proposals.** Each query's map is cut at several relative levels; connected regions
-   give boxes (search/proposals.py).
+   give boxes (search/proposals.py). The picture's own regions (search/segments.py)
+   add the few per query whose inside is hottest; they fit objects' extents, which a
+   map of one cell per patch cannot.
 3. **Re-scoring.** Every proposal is cropped with a little context and encoded with the
    ordinary image tower, in batches; its score is on the classification scale: a
-   softmax over the queries plus a background prompt set (CLIP), or the model's own
-   sigmoid with its logit bias (SigLIP). Per-label non-maximum suppression, threshold,
-   best first.
+   softmax over the queries plus the best of the background prompts and the query's
+   partial queries (CLIP; search/detect_scoring.py), or the model's own sigmoid with
+   its logit bias (SigLIP). Per-label non-maximum suppression, threshold, best first by
+   score plus a prior for boxes that fit a picture region.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def detect(
     options: DetectOptions | None = None,
 ) -> list[Detection]:
     """Boxes where ``queries`` appear in ``image`` (already decoded and EXIF-oriented),
-    best first, at most ``max_boxes``. ``threshold`` defaults to 0.5 for CLIP (softmax
+    best first, at most ``max_boxes``. ``threshold`` defaults to 0.6 for CLIP (softmax
     against the other queries and background prompts) and 0.1 for SigLIP (sigmoid)."""
     opts = options or DEFAULT_OPTIONS
     labels = _clean_queries(queries)

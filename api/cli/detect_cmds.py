@@ -26,7 +26,7 @@ def detect(
     image: Annotated[Path, typer.Argument(help="The image to search in.")],
     query: Annotated[list[str], typer.Option("--query", "-q", help="What to find, e.g. "
                      "'a red car'; repeatable (queries compete for each box).")],
-    threshold: Annotated[float | None, typer.Option(help="Minimum score (default 0.5 for "
+    threshold: Annotated[float | None, typer.Option(help="Minimum score (default 0.6 for "
                          "CLIP's softmax, 0.1 for SigLIP's sigmoid).")] = None,
     max_boxes: Annotated[int, typer.Option("--max", help="At most this many boxes.")] = 10,
     draw: Annotated[Path | None, typer.Option("--draw", help="Write the image with the "

@@ -32,7 +32,7 @@ class DetectRequest(BaseModel):
                                description="Texts to find, e.g. ['a dog', 'a red ball'].")
     item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
     threshold: float | None = Field(None, ge=0, le=1, description=(
-        "Minimum score; default 0.5 for CLIP (softmax), 0.1 for SigLIP (sigmoid)."))
+        "Minimum score; default 0.6 for CLIP (softmax), 0.1 for SigLIP (sigmoid)."))
     max_boxes: int = Field(10, ge=1, le=100)
 
 
