@@ -99,8 +99,8 @@ class DetectOptions:
     # CLIP: each query also competes with itself less one content word ("a red car" ->
     # "a car", "a red"; search/detect_scoring.py)
     partial_queries: bool = True
-    # added to a box's rank (not its score) times its best IoU with a picture region:
-    # crop scores barely change with a box's extent, the picture's boundaries do
+    # a box's rank (not its score) is its score times 1 + this times its best IoU with a
+    # picture region: crop scores barely change with a box's extent, picture boundaries do
     region_prior: float = 0.3
 
 
@@ -184,7 +184,8 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     found = [P.heat_proposals(m, image.width, image.height, max_boxes=opts.proposals_per_query)
              for m in maps]
     regions = segment_boxes(image) if opts.segments_per_query > 0 else np.zeros((0, 4), np.float32)
-    found += _segment_proposals(image, regions, maps, opts.segments_per_query)
+    if not _flat(maps):  # a flat map cannot say which regions matter
+        found += _segment_proposals(image, regions, maps, opts.segments_per_query)
     props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
     whole = np.array([[0, 0, image.width, image.height]], np.float32)
     # flat maps (nothing stands out): judge the whole image
@@ -249,7 +250,7 @@ def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
         above = np.nonzero(scores[:, j] >= threshold)[0]
         if len(above) == 0:
             continue
-        rank = scores[above, j].astype(np.float64) + prior[above]
+        rank = scores[above, j].astype(np.float64) * (1.0 + prior[above])
         rank += 1e-6 * np.round(cos[above, j], 5)
         rank += 1e-12 * np.prod(boxes[above, 2:] - boxes[above, :2], axis=1)  # then: larger
         for k in P.nms(boxes[above], rank, NMS_IOU, NMS_CONTAINED):

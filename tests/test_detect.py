@@ -44,10 +44,10 @@ def _xyxy(d: Detection) -> np.ndarray:
 
 def _check_well_formed(dets: list[Detection], image: Image.Image, labels: list[str], most: int) -> None:
     assert len(dets) <= most
-    # best first by score plus the region-fit prior (at most region_prior), so a later box
-    # never scores more than that above an earlier one
+    # best first by score x (1 + region_prior x region fit), so a later box never scores
+    # more than 1 + region_prior times an earlier one
     prior = DetectOptions().region_prior
-    assert all(b.score <= a.score + prior + 1e-6 for a, b in zip(dets, dets[1:]))
+    assert all(b.score <= a.score * (1 + prior) + 1e-6 for a, b in zip(dets, dets[1:]))
     for d in dets:
         assert d.label in labels and 0.0 <= d.score <= 1.0
         b = d.box
