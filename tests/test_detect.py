@@ -4,6 +4,7 @@ with tiny ViT, ResNet and SigLIP-style towers, EXIF orientation, the CLI and AP5
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def _check_well_formed(dets: list[Detection], image: Image.Image, labels: list[s
     # best first by score x (1 + region_prior x region fit), so a later box never scores
     # more than 1 + region_prior times an earlier one
     prior = DetectOptions().region_prior
-    assert all(b.score <= a.score * (1 + prior) + 1e-6 for a, b in zip(dets, dets[1:]))
+    assert all(b.score <= a.score * (1 + prior) + 1e-6 for a, b in pairwise(dets))
     for d in dets:
         assert d.label in labels and 0.0 <= d.score <= 1.0
         b = d.box
