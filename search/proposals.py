@@ -8,8 +8,6 @@ the pixels of the image being searched; a heat map covers the whole image, so ce
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
@@ -70,25 +68,20 @@ def nms(boxes: Boxes, scores: npt.NDArray[np.float32], iou_threshold: float = 0.
 
 def components(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int, int, int, npt.NDArray[np.int64]]]:
     """4-connected regions of a boolean grid as ``(row0, col0, row1, col1, cells)``
-    (inclusive bounds; ``cells`` are flat indices). A breadth-first walk: maps are small."""
-    h, w = mask.shape
-    seen = np.zeros_like(mask, dtype=bool)
+    (inclusive bounds; ``cells`` are flat indices), in row-major order of their first
+    cell."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return []
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(1, count + 2))
     out = []
-    for start in zip(*np.nonzero(mask), strict=True):
-        if seen[start]:
-            continue
-        seen[start] = True
-        queue, cells = deque([start]), []
-        while queue:
-            r, c = queue.popleft()
-            cells.append(r * w + c)
-            for nr, nc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
-                if 0 <= nr < h and 0 <= nc < w and mask[nr, nc] and not seen[nr, nc]:
-                    seen[nr, nc] = True
-                    queue.append((nr, nc))
-        flat = np.asarray(cells, np.int64)
-        rows, cols = flat // w, flat % w
-        out.append((int(rows.min()), int(cols.min()), int(rows.max()), int(cols.max()), flat))
+    for n, where in enumerate(ndimage.find_objects(labels)):
+        cells = order[starts[n]:starts[n + 1]].astype(np.int64)
+        out.append((where[0].start, where[1].start, where[0].stop - 1, where[1].stop - 1, cells))
     return out
 
 

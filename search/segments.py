@@ -99,7 +99,7 @@ def felzenszwalb(pixels: npt.NDArray[np.float32], k: float, min_size: int = 8) -
     flat = pixels.reshape(-1, 3)
     weight = np.sqrt(((flat[a] - flat[b]) ** 2).sum(1))
     order = np.argsort(weight, kind="stable")
-    a, b, weight = a[order].tolist(), b[order].tolist(), weight[order].tolist()
+    a, b = a[order], b[order]
     parent = list(range(h * w))
     size = [1] * (h * w)
     internal = [0.0] * (h * w)
@@ -112,23 +112,58 @@ def felzenszwalb(pixels: npt.NDArray[np.float32], k: float, min_size: int = 8) -
             parent[x], x = root, parent[x]
         return root
 
-    for u, v, wt in zip(a, b, weight, strict=True):
+    def union(ru: int, rv: int) -> int:
+        if size[ru] < size[rv]:
+            ru, rv = rv, ru
+        parent[rv] = ru
+        size[ru] += size[rv]
+        return ru
+
+    def roots() -> npt.NDArray[np.int64]:
+        return np.fromiter((find(i) for i in range(h * w)), np.int64, h * w)
+
+    def between() -> tuple[list[int], list[int]]:
+        """Edges (cheapest first) that join two different components."""
+        r = roots()
+        cross = r[a] != r[b]
+        return a[cross].tolist(), b[cross].tolist()
+
+    for u, v, wt in zip(a.tolist(), b.tolist(), weight[order].tolist(), strict=True):
         ru, rv = find(u), find(v)
         if ru != rv and wt <= min(internal[ru] + k / size[ru], internal[rv] + k / size[rv]):
-            if size[ru] < size[rv]:
-                ru, rv = rv, ru
-            parent[rv] = ru
-            size[ru] += size[rv]
-            internal[ru] = wt
-    for u, v in zip(a, b, strict=True):
+            internal[union(ru, rv)] = wt
+    for u, v in zip(*between(), strict=True):
         ru, rv = find(u), find(v)
         if ru != rv and (size[ru] < min_size or size[rv] < min_size):
-            if size[ru] < size[rv]:
-                ru, rv = rv, ru
-            parent[rv] = ru
-            size[ru] += size[rv]
+            union(ru, rv)
+    # Lines of in-between colour along an object's edge (anti-aliasing, resampling) are
+    # components of their own; a diagonal one has a large box but fills little of it.
+    # They join their cheapest neighbour too.
+    thin = _thin_components(roots(), w)
+    for u, v in zip(*between(), strict=True):
+        ru, rv = find(u), find(v)
+        if ru != rv and (thin[ru] or thin[rv]):
+            both = thin[ru] and thin[rv]
+            thin[union(ru, rv)] = both
     roots = np.fromiter((find(i) for i in range(h * w)), np.int64, h * w)
     return np.unique(roots, return_inverse=True)[1].reshape(h, w)
+
+
+def _thin_components(roots: npt.NDArray[np.int64], width: int, fill: float = 0.3) -> dict[int, bool]:
+    """Per component root: True when it covers under ``fill`` of its bounding box or is
+    under 3 pixels across."""
+    ids, inverse, counts = np.unique(roots, return_inverse=True, return_counts=True)
+    ys, xs = np.divmod(np.arange(len(roots)), width)
+    n = len(ids)
+    x0, y0 = np.full(n, width), np.full(n, len(roots))
+    x1, y1 = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    np.minimum.at(x0, inverse, xs)
+    np.minimum.at(y0, inverse, ys)
+    np.maximum.at(x1, inverse, xs + 1)
+    np.maximum.at(y1, inverse, ys + 1)
+    bw, bh = x1 - x0, y1 - y0
+    is_thin = (counts < fill * bw * bh) | (np.minimum(bw, bh) < 3)
+    return {int(r): bool(t) for r, t in zip(ids, is_thin, strict=True)}
 
 
 def _grouping_boxes(pixels: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]) -> Boxes:
