@@ -85,3 +85,22 @@ def test_a_blue_car_is_not_a_red_car_when_the_part_fits_better():
     assert with_parts[0] < 0.5 < with_parts[1]
     alone = class_scores(_Scale(), blue_car, texts[:2], query_texts(["a red car"], ("background",), False))
     assert alone[0, 0] > 0.5  # against the background only, the blue car passes
+
+
+def test_a_line_of_in_between_colour_joins_a_neighbour():
+    """Anti-aliasing leaves a line of in-between colour along a diagonal edge; its own box
+    would cover half the picture, so it is merged away, not kept as a region."""
+    pixels = np.zeros((40, 40, 3), np.float32)
+    rows, cols = np.mgrid[0:40, 0:40]
+    pixels[cols > rows] = (255, 0, 0)
+    pixels[np.abs(cols - rows) <= 1] = (128, 0, 0)  # the edge, 3 px wide
+    labels = felzenszwalb(pixels, k=50, min_size=4)
+    assert len(np.unique(labels)) == 2
+
+
+def test_rotated_shapes_get_a_box_that_fits():
+    from clipfind.training.synthetic import render_scene
+
+    for seed in range(8):
+        image, [(_, truth)] = render_scene([("pink", "square")], (160, 120), np.random.default_rng(seed))
+        assert iou(np.array([truth], np.float32), segment_boxes(image)).max() >= 0.8, seed
