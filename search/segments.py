@@ -80,7 +80,8 @@ def rank_by_heat(boxes: Boxes, heat: npt.NDArray[np.float32], width: int, height
     in_sum, in_n = sums(cells(b))
     out_sum, out_n = sums(cells(outer))
     ring_n = out_n - in_n
-    ring_mean = np.where(ring_n > 0, (out_sum - in_sum) / np.maximum(ring_n, 1), 0.0)
+    # a box that leaves no ring inside the picture is compared with the whole map
+    ring_mean = np.where(ring_n > 0, (out_sum - in_sum) / np.maximum(ring_n, 1), float(norm.mean()))
     return (in_sum / in_n - ring_mean).astype(np.float32)
 
 
@@ -88,8 +89,8 @@ def felzenszwalb(pixels: npt.NDArray[np.float32], k: float, min_size: int = 8) -
     """Graph-based segmentation of an ``(h, w, 3)`` image: labels ``(h, w)`` numbered
     from 0. Pixels are nodes, 8-neighbours are joined by their colour distance, and two
     components merge when the edge between them is no heavier than either's internal
-    variation plus ``k / size``; components under ``min_size`` pixels then join their
-    cheapest neighbour."""
+    variation plus ``k / size``; components under ``min_size`` pixels, and thin ones
+    (lines that fill under 30 % of their box), then join their cheapest neighbour."""
     h, w = pixels.shape[:2]
     idx = np.arange(h * w).reshape(h, w)
     pairs = [(idx[:, :-1], idx[:, 1:]), (idx[:-1, :], idx[1:, :]),
