@@ -174,3 +174,18 @@ def test_a_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
     settings = Settings(data_dir="rel/data")
     assert settings.data_dir == tmp_path / "rel" / "data"
     assert settings.database_url == f"sqlite:///{tmp_path}/rel/data/collections/default/catalog.db"
+
+
+def test_get_items_leaves_the_vectors_behind(fake_settings, fake_encoder, tmp_path):
+    """A result page needs paths and metadata, not 2 KB vectors per hit; reading a vector
+    from such an item raises instead of silently querying a closed session."""
+    import sqlalchemy.exc
+
+    solid(tmp_path / "p" / "red.png", "red")
+    coll = Collection(fake_settings)
+    index_paths(coll, fake_encoder, [tmp_path / "p"])
+    item = next(iter(coll.catalog.get_items([1]).values()))
+    assert item.path.endswith("red.png") and item.width == 40
+    with pytest.raises(sqlalchemy.exc.SQLAlchemyError):
+        _ = item.vector
+    assert coll.catalog.vector_of(1) is not None

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from clipfind.errors import CollectionError
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
@@ -168,12 +168,15 @@ class Catalog:
             return session.get(Item, item_id)
 
     def get_items(self, ids: Iterable[int]) -> dict[int, Item]:
+        """Items by id, without their vectors (2 KB each at 512-d: most of a result
+        page's bytes; reading ``.vector`` on these raises, use :meth:`vector_of`)."""
         wanted = list(ids)
         out: dict[int, Item] = {}
+        query = select(Item).options(defer(Item.vector, raiseload=True))
         with self._sessions() as session:
             for start in range(0, len(wanted), 900):
                 chunk = wanted[start : start + 900]
-                out.update({it.id: it for it in session.scalars(select(Item).where(Item.id.in_(chunk)))})
+                out.update({it.id: it for it in session.scalars(query.where(Item.id.in_(chunk)))})
         return out
 
     def vector_of(self, item_id: int) -> npt.NDArray[np.float32] | None:
