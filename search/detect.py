@@ -189,7 +189,8 @@ def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.flo
     props = np.concatenate([*found, np.zeros((0, 4), np.float32)])
     whole = np.array([[0, 0, image.width, image.height]], np.float32)
     # flat maps (nothing stands out): judge the whole image
-    props = props[_unique(props)] if len(props) else whole
+    # proposals of several queries often coincide: each crop is encoded once
+    props = props[P.distinct(props, 0.95)] if len(props) else whole
     log.debug("detect: %d proposals", len(props))
     props = P.clip_boxes(props, image.width, image.height)
     vecs = _encode_boxes(encoder, image, props, opts.context)
@@ -228,23 +229,13 @@ def _encode_boxes(encoder: Any, image: Image.Image, boxes: P.Boxes,
     return np.asarray(encoder.encode_images(crops), np.float32)
 
 
-def _unique(boxes: P.Boxes, tol: float = 0.95) -> list[int]:
-    """Indices of boxes without an almost identical earlier one (proposals of several
-    queries often coincide; each crop is encoded once)."""
-    keep: list[int] = []
-    overlaps = P.iou(boxes, boxes)
-    for i in range(len(boxes)):
-        if all(overlaps[i, j] < tol for j in keep):
-            keep.append(i)
-    return keep
-
-
 def _select(labels: list[str], boxes: P.Boxes, scores: npt.NDArray[np.float32],
             cos: npt.NDArray[np.float32], threshold: float,
             prior: npt.NDArray[np.float32]) -> list[tuple[float, Detection]]:
-    """Per label: candidates above the threshold, non-maximum suppressed. Ties (a
-    saturated softmax gives many 1.0s) go to the box whose crop is closer to the text,
-    then to the larger box."""
+    """Per label: candidates above the threshold, non-maximum suppressed, as ``(rank,
+    detection)``. The rank is the score times 1 + ``prior`` (the region-fit prior);
+    ties (a saturated softmax gives many 1.0s) go to the box whose crop is closer to the
+    text, then to the larger box."""
     out = []
     for j, label in enumerate(labels):
         above = np.nonzero(scores[:, j] >= threshold)[0]

@@ -66,6 +66,12 @@ def nms(boxes: Boxes, scores: npt.NDArray[np.float32], iou_threshold: float = 0.
     return keep
 
 
+def distinct(boxes: Boxes, tol: float) -> list[int]:
+    """Indices, in order, of the boxes with no almost identical (IoU > ``tol``) earlier
+    box: :func:`nms` with the boxes' own order as their scores."""
+    return nms(boxes, -np.arange(len(boxes), dtype=np.float64), tol)
+
+
 def components(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int, int, int, npt.NDArray[np.int64]]]:
     """4-connected regions of a boolean grid as ``(row0, col0, row1, col1, cells)``
     (inclusive bounds; ``cells`` are flat indices), in row-major order of their first

@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
+from search.proposals import distinct
+
 Boxes = npt.NDArray[np.float32]
 
 WORK_SIDE = 96
@@ -44,7 +46,10 @@ def segment_boxes(image: Image.Image, scales: tuple[float, ...] = SCALES,
     area = (arr[:, 2] - arr[:, 0]) * (arr[:, 3] - arr[:, 1])
     full = image.width * image.height
     arr = arr[(area >= min_area * full) & (area < 0.95 * full)]
-    return _dedupe(arr)
+    if len(arr) == 0:
+        return arr
+    arr = np.unique(np.round(arr, 1), axis=0)
+    return arr[distinct(arr, 0.9)]
 
 
 def rank_by_heat(boxes: Boxes, heat: npt.NDArray[np.float32], width: int, height: int,
@@ -233,18 +238,3 @@ def _work_copy(image: Image.Image, side: int) -> tuple[npt.NDArray[np.float32], 
     small = image.convert("RGB").resize((w, h), Image.Resampling.BOX)
     small = small.filter(ImageFilter.GaussianBlur(0.8))
     return np.asarray(small, np.float32), image.width / w, image.height / h
-
-
-def _dedupe(boxes: Boxes, tol: float = 0.9) -> Boxes:
-    """Drop boxes almost identical (IoU > ``tol``) to an earlier one."""
-    from search.proposals import iou
-
-    if len(boxes) == 0:
-        return boxes
-    boxes = np.unique(np.round(boxes, 1), axis=0)
-    overlaps = iou(boxes, boxes)
-    keep: list[int] = []
-    for i in range(len(boxes)):
-        if all(overlaps[i, j] <= tol for j in keep):
-            keep.append(i)
-    return boxes[keep]
