@@ -124,14 +124,14 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
              k: int = 5, count: int = PHOTO_COUNT) -> DemoReport:
     """Build everything and run the searches; ``progress(stage, done, total)``."""
     from clipfind.encoder import ClipEncoder
+    from clipfind.indexer import index_paths
     from clipfind.store.collection import Collection
-    from clipfind.training.reference import ensure_reference_model
-    from indexer import index_paths
+    from clipfind.training.reference import shipped_reference_model
 
     def report(stage: str) -> Callable[..., None] | None:
         return (lambda done, total, *_: progress(stage, done, total)) if progress else None
 
-    model_dir = ensure_reference_model(progress=report("training the reference model"))
+    model_dir = shipped_reference_model()
     photos = data_dir.expanduser() / "demo-photos"
     labels = write_photos(photos, count)
     settings = Settings(data_dir=data_dir, collection="demo", model=f"local-dir:{model_dir}")
@@ -146,7 +146,7 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
                 [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
     searches.append(_image_search(collection, encoder, data_dir, labels, k))
     ctx = DemoContext(settings, model_dir, photos, labels, collection, encoder)
-    from api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
+    from clipfind.api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
 
     sections = [step(ctx) for step in EXTRA_STEPS]
     collection.close()
@@ -156,7 +156,7 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
 
 def _text_search(collection: Any, encoder: Any, query: str, labels: dict[str, str], k: int,
                  held_out: bool) -> DemoResult:
-    from search import build_terms, search
+    from clipfind.search import build_terms, search
 
     page = search(collection, encoder, build_terms(query), k=k)
     expected = query.split(" ", 1)[1]
@@ -166,8 +166,8 @@ def _text_search(collection: Any, encoder: Any, query: str, labels: dict[str, st
 
 def _image_search(collection: Any, encoder: Any, data_dir: Path, labels: dict[str, str],
                   k: int) -> DemoResult:
+    from clipfind.search import build_terms, search
     from clipfind.training.synthetic import ShapeSpec, render
-    from search import build_terms, search
 
     colour, shape = IMAGE_QUERY
     example = data_dir.expanduser() / "demo-example.png"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from api.demo import EXTRA_STEPS, DemoContext, DemoSection
+from clipfind.api.demo import EXTRA_STEPS, DemoContext, DemoSection
 
 # Background words the reference model was trained on, for an honest "none of these".
 BACKGROUND = ("a plain grey background", "an empty white background", "a black background")
@@ -18,8 +18,8 @@ SCENE_SIZE = 160
 
 def label_step(ctx: DemoContext) -> DemoSection:
     """Label the whole collection from stored vectors and compare with the manifest."""
+    from clipfind.search.zeroshot.labeling import label_collection, label_rows
     from clipfind.training.synthetic import ALL_COMBOS
-    from search.labeling import label_collection, label_rows
 
     labels = [f"{colour} {shape}" for colour, shape in ALL_COMBOS]
     summary = label_collection(ctx.collection, ctx.encoder, labels, name="demo-shapes",
@@ -35,9 +35,9 @@ def label_step(ctx: DemoContext) -> DemoSection:
 
 def detect_step(ctx: DemoContext) -> DemoSection:
     """Find one queried shape among distractors in a few synthetic scenes."""
+    from clipfind.search.detect.detector import detect
+    from clipfind.search.detect.proposals import iou
     from clipfind.training.synthetic import ALL_COMBOS, render_scene
-    from search.detect import detect
-    from search.proposals import iou
 
     rng = np.random.default_rng(7)
     found, lines = 0, []

@@ -35,8 +35,8 @@ METRICS = ("found", "clean", "absent_clean")
 
 def run(encoder: Any, changes: dict[str, Any], threshold: float | None) -> dict[str, Any]:
     """The three metrics over all seeds (weighted by scene count) and per seed."""
-    from search.detect import DEFAULT_OPTIONS
-    from search.evaluate_detection import evaluate_scenes
+    from clipfind.search.detect.detector import DEFAULT_OPTIONS
+    from clipfind.training.evaluate_detection import evaluate_scenes
 
     opts = replace(DEFAULT_OPTIONS, **changes)
     per_seed = {seed: evaluate_scenes(encoder, n=n, seed=seed, options=opts, threshold=threshold)
@@ -54,9 +54,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), help="configurations to run")
     args = parser.parse_args()
     from clipfind.encoder import ClipEncoder
-    from clipfind.training.reference import ensure_reference_model
+    from clipfind.training.reference import shipped_reference_model
 
-    reference = ensure_reference_model()
+    reference = shipped_reference_model()
     encoder = ClipEncoder(f"local-dir:{reference}", device="cpu")
     rows = []
     for name in args.only or list(CONFIGS):

@@ -49,7 +49,7 @@ class TimedEncoder:
 
 def bench_cost(spec: str, image: Image.Image, repeat: int) -> dict[str, float]:
     from clipfind.encoder import ClipEncoder
-    from search.detect import detect
+    from clipfind.search.detect.detector import detect
 
     encoder = ClipEncoder(spec, device="cpu")
     encoder.encode_images([image])  # load + warm up
@@ -79,12 +79,12 @@ def bench_cost(spec: str, image: Image.Image, repeat: int) -> dict[str, float]:
 
 def bench_quality(reference: Path, scenes: int, seed: int) -> list[tuple[str, dict[str, float], float]]:
     from clipfind.encoder import ClipEncoder
-    from search.detect import DetectOptions
-    from search.evaluate_detection import evaluate_scenes
+    from clipfind.search.detect.detector import DetectOptions
+    from clipfind.training.evaluate_detection import evaluate_scenes
 
     encoder = ClipEncoder(f"local-dir:{reference}", device="cpu")
     base = DetectOptions()
-    from search.dense import tower_kind
+    from clipfind.search.detect.dense import tower_kind
 
     kind = tower_kind(encoder)
     variants = {f"dense-{kind}": base, "windows": replace(base, use_dense=False)}
@@ -136,9 +136,9 @@ def main() -> None:
         print(f"  first call (encodes the texts too): {cost['cold_ms']:.1f} ms, "
               f"ratio {cost['cold_ratio']:.2f}")
     if args.scenes:
-        from clipfind.training.reference import ensure_reference_model
+        from clipfind.training.reference import shipped_reference_model
 
-        reference = args.reference or ensure_reference_model()
+        reference = args.reference or shipped_reference_model()
         print(f"\nsynthetic scenes with {reference} ({args.scenes} scenes, seed {args.seed})")
         print(f"  {'method':<13} {'found':>6} {'clean':>6} {'absent':>6} {'s/detect':>9}")
         for name, m, secs in bench_quality(reference, args.scenes, args.seed):

@@ -39,10 +39,10 @@ SCHEDULES = {"2x1": (2, 1, 0), "1x2": (1, 2, 0), "2x1-nice": (2, 1, 10), "1x2-ni
 def run_once(encoder: object, folder: Path, schedule: str, batch_size: int,
              data_dir: Path) -> dict[str, float]:
     """One index run of ``folder`` under ``schedule``: pipeline images/s, CPU ms/image."""
-    import indexer.run as run
+    import clipfind.indexer.run as run
     from clipfind.config import Settings
+    from clipfind.indexer.encode import EncodeStage, single_thread_torch
     from clipfind.store.collection import Collection
-    from indexer.encode import EncodeStage, single_thread_torch
 
     streams, threads, nice = SCHEDULES[schedule]
 

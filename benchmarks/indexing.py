@@ -57,7 +57,7 @@ def ceilings(spec: str, batch_size: int, count: int) -> dict[str, float]:
     the process's CPU milliseconds per image of each (``*_cpu_ms``)."""
     import torch
 
-    from indexer.encode import EncodeStage
+    from clipfind.indexer.encode import EncodeStage
 
     encoder = _encoder(spec, batch_size)
     pixels = torch.randn(count, 3, encoder.image_size, encoder.image_size)

@@ -68,8 +68,8 @@ def main() -> None:
     import torch
 
     from clipfind.encoder import ClipEncoder
-    from search.labeling import label_collection
-    from search.prompts import prompt_vectors
+    from clipfind.search.zeroshot.labeling import label_collection
+    from clipfind.search.zeroshot.prompts import prompt_vectors
 
     coll = build_collection(args.n, args.dim)
     encoder = ClipEncoder(model_spec(), device="cpu", batch_size=64)

@@ -99,8 +99,8 @@ def bench_size(n: int, encoders: dict, queries: int, kinds: list[str],  # type: 
                cosines: dict[str, float]) -> list[dict[str, object]]:
     """``encoders``: {"fp32": ..., "int8": ...}; cached queries and the collection's model
     binding use int8, the CPU default."""
+    from clipfind.search import build_terms, search
     from clipfind.store.vectors import VectorIndex
-    from search import build_terms, search
 
     encoder = encoders["int8"]
     coll = open_collection(n, encoder)

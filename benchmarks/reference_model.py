@@ -1,8 +1,9 @@
 """Quality (and, with --retrain, training time) of the project's reference model: the
 tiny CLIP that `clipfind train`'s code teaches on synthetic shapes.
 
-    .venv/bin/python -m benchmarks.reference_model            # the cached model
-    .venv/bin/python -m benchmarks.reference_model --retrain  # train afresh, timed
+    .venv/bin/python -m benchmarks.reference_model                   # the shipped model
+    .venv/bin/python -m benchmarks.reference_model --retrain         # train afresh, timed
+    .venv/bin/python -m benchmarks.reference_model --retrain --ship  # ... and ship it
 
 Zero-shot classification among all 42 colour-shape classes (prompts "a {label}." and
 "a photo of a {label}.") on fresh pictures of pairs seen in training and of the 7 pairs
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from clipfind.encoder import ClipEncoder
-from clipfind.training.reference import RECIPE, ensure_reference_model, train_reference
+from clipfind.training.evaluate import class_vectors, zero_shot_scores
+from clipfind.training.reference import RECIPE, ship_reference_model, shipped_reference_model, train_reference
 from clipfind.training.synthetic import (
     ALL_COMBOS,
     HELD_OUT_COMBOS,
@@ -28,7 +30,6 @@ from clipfind.training.synthetic import (
     ShapeSpec,
     render,
 )
-from search.evaluate import class_vectors, zero_shot_scores
 
 PROMPTS = ["a {}.", "a photo of a {}."]
 
@@ -60,6 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--retrain", action="store_true", help="train afresh into a temporary folder")
+    parser.add_argument("--from", dest="trained", type=Path, help="a trained folder to measure (or ship)")
+    parser.add_argument("--ship", action="store_true",
+                        help="write the trained model (untouched token rows zeroed) to data/reference-model")
     args = parser.parse_args()
     seconds = None
     if args.retrain:
@@ -67,8 +71,13 @@ def main() -> None:
         started = time.perf_counter()
         folder = train_reference(tmp / "model")
         seconds = time.perf_counter() - started
+    elif args.trained:
+        folder = args.trained
     else:
-        folder = ensure_reference_model()
+        folder = shipped_reference_model()
+    if args.ship:
+        shipped = Path(__file__).resolve().parents[1] / "data" / "reference-model"
+        folder = ship_reference_model(folder, shipped)
     encoder = ClipEncoder(f"local-dir:{folder}", device="cpu")
     seen = zero_shot(encoder, SEEN_COMBOS, 420, seed=201)
     held = zero_shot(encoder, HELD_OUT_COMBOS, 280, seed=202)

@@ -30,10 +30,10 @@ from benchmarks.common import model_spec, out_dir, print_table, warn_if_busy, wr
 PHASES = r"""
 import json, sys, time
 t = [time.perf_counter()]
-import api.cli.app  # noqa: the CLI as `clipfind` imports it
+import clipfind.api.cli.app  # noqa: the CLI as `clipfind` imports it
 heavy = [m for m in ("torch", "fastapi", "uvicorn", "open_clip", "faiss", "sqlalchemy", "transformers")
          if m in sys.modules]
-from search import build_terms, search
+from clipfind.search import build_terms, search
 t.append(time.perf_counter())
 from clipfind.config import Settings
 from clipfind.store.collection import Collection

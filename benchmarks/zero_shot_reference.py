@@ -23,15 +23,15 @@ def main() -> None:
 
     from clipfind.encoder import ClipEncoder
     from clipfind.imageio import load_image
+    from clipfind.search.zeroshot.classify import classify, classify_vector
+    from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, resolve_templates
     from clipfind.training.data import Labelled
-    from clipfind.training.reference import ensure_reference_model
+    from clipfind.training.evaluate import evaluate_zero_shot
+    from clipfind.training.reference import shipped_reference_model
     from clipfind.training.synthetic import ALL_COMBOS, BACKGROUNDS, HELD_OUT_COMBOS, ShapesDataset
-    from search.classify import classify, classify_vector
-    from search.evaluate import evaluate_zero_shot
-    from search.prompts import DEFAULT_BACKGROUND, resolve_templates
 
     torch.set_num_threads(1)  # single-image encodes of a tiny model: threads only cost
-    enc = ClipEncoder(f"local-dir:{ensure_reference_model()}", device="cpu")
+    enc = ClipEncoder(f"local-dir:{shipped_reference_model()}", device="cpu")
     templates = list(resolve_templates("simple"))
     tmp = Path(tempfile.mkdtemp(prefix="zs-ref-"))
     for name, combos in (("held-out pairs", HELD_OUT_COMBOS), ("all pairs", ALL_COMBOS)):

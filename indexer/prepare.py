@@ -11,8 +11,8 @@ from typing import Any
 
 from clipfind.errors import ImageDecodeError
 from clipfind.imageio import ImageInfo, content_hash, decode_image, read_bytes
+from clipfind.indexer.walk import FileEntry
 from clipfind.store.catalog import Catalog, ItemState
-from indexer.walk import FileEntry
 
 # What happened to a file, decided before or instead of decoding it.
 NEW, CHANGED, MOVED, TOUCHED, DUPLICATE, SKIPPED = (

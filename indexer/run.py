@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipfind.errors import CollectionError
-from clipfind.store.catalog import ItemState
-from clipfind.store.collection import Collection, IndexUpdater
-from indexer.encode import EncodeStage, single_thread_torch
-from indexer.prepare import (
+from clipfind.indexer.encode import EncodeStage, single_thread_torch
+from clipfind.indexer.prepare import (
     CHANGED,
     DUPLICATE,
     MOVED,
@@ -29,8 +27,10 @@ from indexer.prepare import (
     Preparer,
     mark_repeat,
 )
-from indexer.walk import FileEntry, walk
-from indexer.writer import remove_missing, write_batch
+from clipfind.indexer.walk import FileEntry, walk
+from clipfind.indexer.writer import remove_missing, write_batch
+from clipfind.store.catalog import ItemState
+from clipfind.store.collection import Collection, IndexUpdater
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import numpy.typing as npt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clipfind.indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared
 from clipfind.store.catalog import Catalog, vector_to_bytes
 from clipfind.store.collection import IndexChanges
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Item
-from indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared
 
 
 def write_batch(

@@ -10,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 
 from clipfind.errors import QueryError
+from clipfind.search.filters import Filters, allowed_ids
+from clipfind.search.query import Term, query_vector
 from clipfind.store.collection import Collection
-from search.filters import Filters, allowed_ids
-from search.query import Term, query_vector
 
 MAX_K = 1000
 

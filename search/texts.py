@@ -25,9 +25,9 @@ import numpy.typing as npt
 from sqlalchemy import delete, select
 
 from clipfind.errors import QueryError
+from clipfind.search.zeroshot.scoring import rank_rows
 from clipfind.store.catalog import bytes_to_vector, vector_to_bytes
 from clipfind.store.schema import TextEntry
-from search.scoring import rank_rows
 
 _META_KEY = "texts_generation"
 _MODEL_KEY = "texts_model"

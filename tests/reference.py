@@ -1,8 +1,7 @@
 """The reference model fixture: the project's tiny CLIP trained on synthetic shapes.
 
-Trained once by :func:`clipfind.training.reference.ensure_reference_model` (about two
-minutes on 2 CPU cores) and cached under ``.cache/reference-model/<recipe hash>``;
-parallel pytest processes share one training run through a file lock.
+The model is shipped as package data (``data/reference-model``), so every machine tests
+the same weights; only the CPU's float rounding at inference differs between machines.
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def reference_model() -> Path:
-    """Folder of the trained reference checkpoint: load it with ``local-dir:PATH``."""
-    from clipfind.training.reference import ensure_reference_model
+    """Folder of the shipped reference checkpoint: load it with ``local-dir:PATH``."""
+    from clipfind.training.reference import shipped_reference_model
 
-    return ensure_reference_model()
+    return shipped_reference_model()
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +25,3 @@ def reference_encoder(reference_model: Path):  # type: ignore[no-untyped-def]
     from clipfind.encoder import ClipEncoder
 
     return ClipEncoder(f"local-dir:{reference_model}", device="cpu")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The first test that needs the reference model may train it (~3.5 min on 2 cores):
-    give such tests more than the suite's default per-test timeout."""
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if names & {"reference_model", "reference_encoder"} and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(1200))

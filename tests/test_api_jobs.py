@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.http import create_app
+from clipfind.api.http import create_app
 from clipfind.config import Settings
 from clipfind.errors import ModelLoadError, ModelMismatchError
 from tests.fakes import ColourEncoder, solid

@@ -14,7 +14,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.http import create_app
+from clipfind.api.http import create_app
 from clipfind.config import Settings
 from tests.fakes import ColourEncoder, solid
 

@@ -10,9 +10,14 @@ import pytest
 from PIL import Image
 
 from clipfind.errors import QueryError
-from search.classify import LabelScore, classify, classify_vector, image_vector
-from search.prompts import label_vectors, prompt_vectors, read_labels_file, resolve_templates
-from search.scoring import Mode, Scorer, score_vectors
+from clipfind.search.zeroshot.classify import LabelScore, classify, classify_vector, image_vector
+from clipfind.search.zeroshot.prompts import (
+    label_vectors,
+    prompt_vectors,
+    read_labels_file,
+    resolve_templates,
+)
+from clipfind.search.zeroshot.scoring import Mode, Scorer, score_vectors
 from tests.fakes import COLOURS
 
 LABELS = ["red", "green", "blue", "yellow"]
@@ -156,8 +161,8 @@ def test_labels_file_formats(tmp_path, name, body):
 
 def test_image_argument_item_id_uses_stored_vector(tmp_path, fake_encoder, fake_settings,
                                                    monkeypatch):
+    from clipfind.indexer import index_paths
     from clipfind.store.collection import Collection
-    from indexer import index_paths
     from tests.fakes import solid
 
     solid(tmp_path / "p" / "green.png", "green")

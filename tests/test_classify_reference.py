@@ -11,13 +11,13 @@ import torch
 
 from clipfind.config import Settings
 from clipfind.imageio import load_image
+from clipfind.indexer import index_paths
+from clipfind.search.zeroshot.classify import classify
+from clipfind.search.zeroshot.labeling import label_collection, label_rows
 from clipfind.store.collection import Collection
 from clipfind.training.data import Labelled
+from clipfind.training.evaluate import evaluate_zero_shot
 from clipfind.training.synthetic import ALL_COMBOS, HELD_OUT_COMBOS, ShapesDataset
-from indexer import index_paths
-from search.classify import classify
-from search.evaluate import evaluate_zero_shot
-from search.labeling import label_collection, label_rows
 
 pytestmark = pytest.mark.slow
 TEMPLATES = "simple"
@@ -79,10 +79,10 @@ def test_label_agrees_with_classify_and_decodes_nothing(reference_encoder, tmp_p
         raise AssertionError("label decoded an image")
 
     import clipfind.imageio
-    import indexer.prepare
+    import clipfind.indexer.prepare
 
     with monkeypatch.context() as m:
-        for mod in (clipfind.imageio, indexer.prepare):
+        for mod in (clipfind.imageio, clipfind.indexer.prepare):
             for fn in ("decode_image", "load_image", "read_bytes"):
                 if hasattr(mod, fn):
                     m.setattr(mod, fn, boom)
@@ -99,7 +99,7 @@ def test_label_agrees_with_classify_and_decodes_nothing(reference_encoder, tmp_p
 
 
 def _templates() -> list[str]:
-    from search.prompts import resolve_templates
+    from clipfind.search.zeroshot.prompts import resolve_templates
 
     return list(resolve_templates(TEMPLATES))
 
@@ -110,8 +110,8 @@ def test_blank_pictures_are_none_of_these_with_a_background_set(reference_encode
     of shapes keep theirs."""
     from PIL import Image
 
+    from clipfind.search.zeroshot.classify import classify_vector
     from clipfind.training.synthetic import BACKGROUNDS
-    from search.classify import classify_vector
 
     background = [f"{name} background" for name in BACKGROUNDS]
     classes = sorted({f"{c} {s}" for c, s in ALL_COMBOS})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from clipfind.api.cli import main
 from tests.fakes import ColourEncoder, solid
 from tests.test_indexer import _bad_files
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def colour_cli(monkeypatch):  # type: ignore[no-untyped-def]
     """``main(argv)`` → (exit code, parsed JSON or text) with the colour encoder."""
-    import api.cli.engine_cmds as cmds
+    import clipfind.api.cli.engine_cmds as cmds
 
     encoder = ColourEncoder()
     monkeypatch.setattr(cmds, "make_encoder", lambda settings, coll: encoder)
@@ -161,7 +161,7 @@ _CHILD = """
 import signal, sys, time
 # a background shell starts children with SIGINT ignored; a terminal does not
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import api.cli.engine_cmds as cmds
+import clipfind.api.cli.engine_cmds as cmds
 from tests.fakes import ColourEncoder
 
 class Slow(ColourEncoder):
@@ -170,7 +170,7 @@ class Slow(ColourEncoder):
         return super().encode_pixels(pixels)
 
 cmds.make_encoder = lambda settings, coll: Slow()
-from api.cli import main
+from clipfind.api.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -196,8 +196,8 @@ def _run_until(argv: list[str], db: Path, rows: int, sig: int) -> subprocess.Com
 
 
 def test_kill_9_then_ctrl_c_then_resume_indexes_every_image_once(tmp_path, fake_settings):
+    from clipfind.indexer import index_paths
     from clipfind.store.collection import Collection
-    from indexer import index_paths
 
     n = 40
     for i in range(n):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from clipfind.errors import QueryError
-from search.detect import Detection, DetectOptions, detect
-from search.proposals import iou
+from clipfind.search.detect.detector import Detection, DetectOptions, detect
+from clipfind.search.detect.proposals import iou
 
 RED_BOX = (200, 40, 262, 101)
 
@@ -26,7 +26,7 @@ def _tight_crops_for_the_colour_fake(monkeypatch):  # type: ignore[no-untyped-de
     relative margin (1.5 logits) keep only boxes within 0.015 cosine of the shrunk box,
     so the margin is off and the region prior picks the box that fits the square. Real
     models are measured with the defaults (benchmarks/detect_bench.py)."""
-    from search import detect as module
+    from clipfind.search.detect import detector as module
 
     monkeypatch.setattr(module, "DEFAULT_OPTIONS", DetectOptions(context=0.1, relative_margin=None))
 BLUE_BOX = (31, 118, 92, 181)
@@ -91,7 +91,7 @@ def test_tiny_towers_give_well_formed_boxes_that_scale_with_the_image(name):
     picture at twice the size must give the same boxes at twice the coordinates (the
     maps depend on the aspect ratio only, crops are resized to the model's input)."""
     from clipfind.encoder import ClipEncoder
-    from search.dense import supports_dense
+    from clipfind.search.detect.dense import supports_dense
 
     encoder = ClipEncoder(name, device="cpu")
     assert supports_dense(encoder) == (name != "tiny-sig-test")
@@ -114,7 +114,7 @@ def test_dense_trunk_matches_open_clip_at_native_size():
     import torch
 
     from clipfind.encoder import ClipEncoder
-    from search.dense import _embed, _pixels
+    from clipfind.search.detect.dense import _embed, _pixels
 
     encoder = ClipEncoder("tiny-clip-test", device="cpu")
     visual = encoder.model.visual
@@ -131,10 +131,10 @@ def test_dense_trunk_matches_open_clip_at_native_size():
 
 
 def _cli(monkeypatch, fake_encoder, tmp_path):  # type: ignore[no-untyped-def]
-    from api.cli.app import main
+    from clipfind.api.cli.app import main
 
-    monkeypatch.setattr("api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
-    monkeypatch.setattr("api.cli.engine_cmds.make_encoder", lambda settings, coll: fake_encoder)
+    monkeypatch.setattr("clipfind.api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
+    monkeypatch.setattr("clipfind.api.cli.engine_cmds.make_encoder", lambda settings, coll: fake_encoder)
     base = ["--data-dir", str(tmp_path / "data"), "--model", "fake-colour"]
     return main, base
 
@@ -205,7 +205,7 @@ def _coco_file(tmp_path: Path, shift: float = 0.0) -> Path:
 
 
 def test_ap50_on_a_coco_file_with_known_answers(tmp_path, fake_encoder):
-    from search.evaluate_detection import evaluate_detection
+    from clipfind.training.evaluate_detection import evaluate_detection
 
     good = evaluate_detection(fake_encoder, _coco_file(tmp_path), template="{}")
     assert good["images"] == 4 and good["categories"] == 1  # "blue" has no instances
@@ -215,10 +215,10 @@ def test_ap50_on_a_coco_file_with_known_answers(tmp_path, fake_encoder):
 
 
 def test_detection_eval_cli_helper_prints_ap50(tmp_path, monkeypatch, capsys, fake_encoder):
-    from api.cli.detect_cmds import run_detection_eval
+    from clipfind.api.cli.detect_cmds import run_detection_eval
     from clipfind.config import Settings
 
-    monkeypatch.setattr("api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
+    monkeypatch.setattr("clipfind.api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
     instances = _coco_file(tmp_path)
     run_detection_eval(Settings(data_dir=tmp_path / "data"), instances, None, as_json=True,
                        template="{}")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search import proposals as P
-from search.evaluate_detection import Scored, average_precision
-from search.refine import variants
+from clipfind.search.detect import proposals as P
+from clipfind.search.detect.refine import variants
+from clipfind.training.evaluate_detection import Scored, average_precision
 
 
 def _blob_map(h: int, w: int, rows: slice, cols: slice, value: float = 1.0) -> np.ndarray:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from search.detect import detect
-from search.evaluate_detection import evaluate_scenes
+from clipfind.search.detect.detector import detect
+from clipfind.training.evaluate_detection import evaluate_scenes
 
 pytestmark = pytest.mark.slow
 SCENES = 20
@@ -43,8 +43,8 @@ def test_absent_shape_gets_no_box(scene_metrics):
 def test_two_queries_share_one_image_and_each_finds_its_own(reference_encoder):
     import numpy as np
 
+    from clipfind.search.detect.proposals import iou
     from clipfind.training.synthetic import render_scene
-    from search.proposals import iou
 
     image, boxes = render_scene([("red", "circle"), ("blue", "square")], (160, 120),
                                 np.random.default_rng(3))

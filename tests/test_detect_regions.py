@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from search.detect_scoring import class_scores, partial_queries, query_texts
-from search.proposals import iou
-from search.segments import felzenszwalb, rank_by_heat, segment_boxes
+from clipfind.search.detect.proposals import iou
+from clipfind.search.detect.scoring import class_scores, partial_queries, query_texts
+from clipfind.search.detect.segments import felzenszwalb, rank_by_heat, segment_boxes
 
 SQUARE = (30, 40, 70, 80)
 DISC = (110, 20, 150, 60)

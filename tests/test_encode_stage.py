@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from indexer.encode import EncodeStage, plan_streams
+from clipfind.indexer.encode import EncodeStage, plan_streams
 
 
 @dataclass

@@ -17,9 +17,9 @@ from PIL import Image, ImageOps
 from clipfind.config import Settings
 from clipfind.encoder import ClipEncoder
 from clipfind.imageio import decode_image
+from clipfind.indexer import index_paths
 from clipfind.store.collection import Collection
 from clipfind.text_tower import can_truncate, encode_tokens
-from indexer import index_paths
 
 TEXTS = [
     "a dog",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clipfind.indexer import index_paths
+from clipfind.search import Filters, build_terms, search
 from clipfind.store.collection import Collection
-from indexer import index_paths
-from search import Filters, build_terms, search
 from tests.fakes import solid
 
 

@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli import main
+from clipfind.api.cli import main
+from clipfind.indexer import index_paths
 from clipfind.store.collection import Collection
 from clipfind.training.data import CaptionPairs, Labelled, Pair
+from clipfind.training.evaluate import (
+    evaluate_index,
+    evaluate_retrieval,
+    evaluate_zero_shot,
+    zero_shot_scores,
+)
 from clipfind.training.metrics import recall_at_k
-from indexer import index_paths
-from search.evaluate import evaluate_index, evaluate_retrieval, evaluate_zero_shot, zero_shot_scores
 from tests.fakes import solid
 
 
@@ -116,7 +121,7 @@ def test_cli_eval_index_and_zero_shot_json(tmp_path, colour_collection, capsys):
 
 
 def test_labelled_csv_and_task_guess(tmp_path):
-    from api.cli.train_cmds import _guess_task
+    from clipfind.api.cli.train_cmds import _guess_task
     from clipfind.training.data import load_labelled
 
     solid(tmp_path / "a.png", "red")

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from clipfind.errors import CollectionError
+from clipfind.indexer import index_paths
+from clipfind.search import build_terms, search
 from clipfind.store.collection import Collection
 from clipfind.store.schema import STATUS_OK
-from indexer import index_paths
-from search import build_terms, search
 from tests.fakes import solid
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "magenta")
@@ -248,7 +248,7 @@ def test_index_follows_each_run_in_place_without_a_rebuild(tmp_path, fake_settin
 
 def test_another_writer_between_batches_makes_the_run_rebuild(tmp_path, fake_settings,
                                                               fake_encoder, monkeypatch):
-    import indexer.run as run
+    import clipfind.indexer.run as run
 
     _photos(tmp_path / "p")
     coll = Collection(fake_settings)

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 
 from clipfind.errors import NotFoundError
-from clipfind.store.collection import Collection
-from indexer import index_paths
-from search import Filters, build_terms, search
-from search.classify import classify_vector
-from search.label_export import export_label_set, read_csv
-from search.labeling import (
+from clipfind.indexer import index_paths
+from clipfind.search import Filters, build_terms, search
+from clipfind.search.zeroshot.classify import classify_vector
+from clipfind.search.zeroshot.label_export import export_label_set, read_csv
+from clipfind.search.zeroshot.labeling import (
     delete_label_set,
     label_collection,
     label_rows,
     label_set_summary,
     list_label_sets,
 )
+from clipfind.store.collection import Collection
 from tests.fakes import ColourEncoder, solid
 
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -51,9 +51,9 @@ def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("label must not decode images")
 
     import clipfind.imageio
-    import indexer.prepare
+    import clipfind.indexer.prepare
 
-    for mod in (clipfind.imageio, indexer.prepare):
+    for mod in (clipfind.imageio, clipfind.indexer.prepare):
         for fn in ("decode_image", "load_image", "read_bytes"):
             if hasattr(mod, fn):
                 monkeypatch.setattr(mod, fn, boom)
@@ -163,7 +163,7 @@ def test_sigmoid_model_stores_sigmoid_scores(coll, fake_encoder):
     """A model with a logit bias (SigLIP-style) labels with sigmoid(scale·cos + bias)."""
     import numpy as np
 
-    from search.prompts import prompt_vectors
+    from clipfind.search.zeroshot.prompts import prompt_vectors
 
     class SigColour(ColourEncoder):
         logit_bias = -60.0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from clipfind.indexer import index_paths
+from clipfind.search import build_terms, search
 from clipfind.store.collection import Collection
-from indexer import index_paths
-from search import build_terms, search
 from tests.fakes import ColourEncoder, solid
 
 

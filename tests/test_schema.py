@@ -23,11 +23,11 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from api.http import create_app  # noqa: E402
+from clipfind.api.http import create_app  # noqa: E402
 from clipfind.config import Settings  # noqa: E402
+from clipfind.indexer import index_paths  # noqa: E402
+from clipfind.search.zeroshot.labeling import label_collection  # noqa: E402
 from clipfind.store.collection import Collection  # noqa: E402
-from indexer import index_paths  # noqa: E402
-from search.labeling import label_collection  # noqa: E402
 from tests.fakes import ColourEncoder  # noqa: E402
 from tests.test_api_support import app_settings, make_photos  # noqa: E402
 

@@ -11,10 +11,10 @@ import pytest
 
 from clipfind.config import Settings
 from clipfind.errors import ModelMismatchError
+from clipfind.indexer import index_paths
+from clipfind.search import build_terms, search
 from clipfind.store.collection import Collection
 from clipfind.store.vectors import VectorIndex
-from indexer import index_paths
-from search import build_terms, search
 from tests.fakes import DIM, ColourEncoder, solid
 
 

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from clipfind import text_int8, text_int8_modules
 from clipfind.config import Settings
 from clipfind.encoder import ClipEncoder
+from clipfind.training.evaluate import class_vectors, zero_shot_scores
 from clipfind.training.synthetic import ALL_COMBOS, ShapesDataset
-from search.evaluate import class_vectors, zero_shot_scores
 from tests.conftest import MODEL_CONFIGS
 
 TEXTS = ["a dog", "a photo of a golden retriever running on a sandy beach at sunset",
@@ -164,7 +164,7 @@ def test_built_once_under_concurrent_first_queries(monkeypatch):
 
 
 def test_settings_env_and_info(monkeypatch, tmp_path):
-    from api.http import create_app
+    from clipfind.api.http import create_app
 
     monkeypatch.setenv("CLIPFIND_TEXT_PRECISION", "fp32")
     assert Settings().text_precision == "fp32"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from clipfind.errors import QueryError
+from clipfind.search.texts import index_texts, read_texts_file, search_texts
 from clipfind.store.collection import Collection
-from search.texts import index_texts, read_texts_file, search_texts
 from tests.fakes import ColourEncoder
 
 

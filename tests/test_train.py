@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from api.cli import main
+from clipfind.api.cli import main
 from clipfind.encoder import ClipEncoder
 from clipfind.training.metrics import mean_recall
 from clipfind.training.synthetic import ShapesDataset

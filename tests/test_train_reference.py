@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clipfind.training.data import Labelled
+from clipfind.training.evaluate import class_vectors, evaluate_zero_shot, zero_shot_scores
 from clipfind.training.synthetic import (
     ALL_COMBOS,
     HELD_OUT_COMBOS,
@@ -20,7 +21,6 @@ from clipfind.training.synthetic import (
     ShapeSpec,
     render,
 )
-from search.evaluate import class_vectors, evaluate_zero_shot, zero_shot_scores
 
 pytestmark = pytest.mark.slow
 PROMPTS = ["a {}.", "a photo of a {}."]
@@ -59,7 +59,7 @@ def test_text_to_image_recall_at_1(reference_encoder):
 
 
 def test_eval_on_an_image_folder_through_the_cli(reference_model, tmp_path, capsys):
-    from api.cli import main
+    from clipfind.api.cli import main
 
     data = ShapesDataset(60, seed=103, combos=SEEN_COMBOS, random_captions=False)
     for i in range(len(data)):
@@ -89,7 +89,7 @@ def test_labelled_folder_matches_direct_scores(reference_encoder, tmp_path):
 
 
 def test_demo_end_to_end(reference_model, tmp_path):
-    from api.demo import run_demo
+    from clipfind.api.demo import run_demo
 
     report = run_demo(tmp_path / "data", k=5, count=300)
     assert report.indexed == 300 and Path(report.photos).is_dir()

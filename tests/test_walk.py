@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.walk import walk
+from clipfind.indexer.walk import walk
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:

@@ -34,8 +34,8 @@ def server(tmp_path_factory, tiny_checkpoint):  # type: ignore[no-untyped-def]
     """A collection indexed with the tiny checkpoint, served by `clipfind serve`."""
     from clipfind.config import Settings
     from clipfind.encoder import ClipEncoder
+    from clipfind.indexer import index_paths
     from clipfind.store.collection import Collection
-    from indexer import index_paths
     from tests.fakes import solid
     from tests.test_api_support import half_and_half
 

@@ -1,5 +1,5 @@
 """The ``clipfind`` command line."""
 
-from api.cli.app import app, main
+from clipfind.api.cli.app import app, main
 
 __all__ = ["app", "main"]

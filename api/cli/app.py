@@ -22,11 +22,11 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = [
-    "api.cli.engine_cmds",
-    "api.cli.serve_cmds",
-    "api.cli.classify_cmds",
-    "api.cli.detect_cmds",
-    "api.cli.train_cmds",
+    "clipfind.api.cli.engine_cmds",
+    "clipfind.api.cli.serve_cmds",
+    "clipfind.api.cli.classify_cmds",
+    "clipfind.api.cli.detect_cmds",
+    "clipfind.api.cli.train_cmds",
 ]
 
 
@@ -48,14 +48,12 @@ class _OwnOrSevere(logging.Filter):
     """Our own messages from ``level`` up; other libraries' only with ``--verbose``
     (open_clip logs routine warnings and errors we already explain on the root logger)."""
 
-    OWN = ("clipfind", "indexer", "search", "api")
-
     def __init__(self, level: int) -> None:
         super().__init__()
         self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
-        own = record.name.split(".")[0] in self.OWN
+        own = record.name.split(".")[0] == "clipfind"
         if own:
             return record.levelno >= self.level
         return self.level <= logging.INFO and record.levelno >= logging.WARNING

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import (
+from clipfind.api.cli.common import (
     CollectionOpt,
     DataDirOpt,
     DbUrlOpt,
@@ -43,7 +43,7 @@ labels_app = typer.Typer(help="Inspect, export and delete stored label sets.",
 
 def _labels(labels: str | None, labels_file: Path | None) -> list[str]:
     from clipfind.errors import QueryError
-    from search.prompts import parse_labels, read_labels_file
+    from clipfind.search.zeroshot.prompts import parse_labels, read_labels_file
 
     if labels and labels_file:
         raise QueryError("give --labels or --labels-file, not both")
@@ -53,7 +53,7 @@ def _labels(labels: str | None, labels_file: Path | None) -> list[str]:
 
 
 def _background(value: str | None) -> tuple[str, ...]:
-    from search.prompts import DEFAULT_BACKGROUND
+    from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND
 
     if value is None:
         return DEFAULT_BACKGROUND
@@ -72,7 +72,7 @@ def classify(
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
     """Zero-shot classify one image: [{"label", "score"}] best first."""
-    from search.classify import classify_vector, image_vector
+    from clipfind.search.zeroshot.classify import classify_vector, image_vector
 
     names = _labels(labels, labels_file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
@@ -112,7 +112,7 @@ def label(
 ) -> None:
     """Label every indexed item from its stored vector (no image is decoded) and store
     the result as a named label set; `clipfind search --label LABEL` filters by it."""
-    from search.labeling import label_collection
+    from clipfind.search.zeroshot.labeling import label_collection
 
     names = _labels(labels, labels_file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
@@ -144,7 +144,7 @@ def _print_counts(counts: dict[str, int]) -> None:
 def labels_list(data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                 db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """The collection's label sets."""
-    from search.labeling import list_label_sets
+    from clipfind.search.zeroshot.labeling import list_label_sets
 
     coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
     sets = list_label_sets(coll.catalog)
@@ -164,7 +164,7 @@ def labels_show(name: Annotated[str, typer.Argument(help="Label set name.")],
                 data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                 db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """How many items got each label of a set."""
-    from search.labeling import label_set_summary
+    from clipfind.search.zeroshot.labeling import label_set_summary
 
     coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
     info = label_set_summary(coll.catalog, name)
@@ -187,7 +187,7 @@ def labels_export(
     data_dir: DataDirOpt = None, collection: CollectionOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Write a label set as CSV, JSON Lines or COCO."""
-    from search.label_export import export_label_set
+    from clipfind.search.zeroshot.label_export import export_label_set
 
     coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
     if output is None:
@@ -205,7 +205,7 @@ def labels_delete(name: Annotated[str, typer.Argument(help="Label set name.")],
                   data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                   db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """Delete a label set."""
-    from search.labeling import delete_label_set
+    from clipfind.search.zeroshot.labeling import delete_label_set
 
     coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
     delete_label_set(coll.catalog, name)
@@ -223,8 +223,8 @@ def index_texts(
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
     """Add texts to the collection for image → text search (search --image X --texts)."""
-    from search.texts import index_texts as run
-    from search.texts import read_texts_file
+    from clipfind.search.texts import index_texts as run
+    from clipfind.search.texts import read_texts_file
 
     pairs = read_texts_file(file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
@@ -240,8 +240,8 @@ def index_texts(
 
 def search_texts(settings: Any, terms: list[Any], k: int, json: bool) -> None:
     """``clipfind search ... --texts``: rank the collection's texts for the query."""
-    from search.query import query_vector
-    from search.texts import search_texts as run
+    from clipfind.search.query import query_vector
+    from clipfind.search.texts import search_texts as run
 
     coll = open_collection(settings)
     encoder = make_encoder(settings, coll)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import (
+from clipfind.api.cli.common import (
     CollectionOpt,
     DataDirOpt,
     DbUrlOpt,
@@ -38,7 +38,7 @@ def detect(
     collection's own model. Boxes are in the pixels of the image as displayed (EXIF
     orientation applied)."""
     from clipfind.imageio import load_image
-    from search.detect import detect as run_detect
+    from clipfind.search.detect.detector import detect as run_detect
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device)
@@ -46,7 +46,7 @@ def detect(
     encoder = make_encoder(settings, open_collection(settings))
     found = run_detect(encoder, picture, list(query), threshold=threshold, max_boxes=max_boxes)
     if draw is not None:
-        from search.draw import draw_detections
+        from clipfind.search.detect.draw import draw_detections
 
         draw_detections(picture, found).save(draw)
     if json:
@@ -65,7 +65,7 @@ def detect(
 def render_located(page: Any, encoder: Any, terms: Any, as_json: bool,
                    max_pixels: int = 150_000_000) -> None:
     """Print a search page with boxes for the query's text in each result."""
-    from search.locate import locate_hits, locate_texts
+    from clipfind.search.detect.locate import locate_hits, locate_texts
 
     boxes = locate_hits(encoder, page.hits, locate_texts(terms), max_pixels=max_pixels)
     if as_json:
@@ -88,8 +88,8 @@ def run_detection_eval(settings: Any, instances: Path, images_dir: Path | None, 
                        limit: int | None = None, template: str = "a photo of a {}") -> None:
     """``clipfind eval --detection instances.json``: AP50 of zero-shot detection on a
     COCO-format file, with ``--model`` (else the collection's model)."""
-    from api.cli.common import progress_bar
-    from search.evaluate_detection import evaluate_detection
+    from clipfind.api.cli.common import progress_bar
+    from clipfind.training.evaluate_detection import evaluate_detection
 
     encoder = make_encoder(settings, open_collection(settings))
     update, bar = progress_bar("detecting", enabled=True)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli.common import (
+from clipfind.api.cli.common import (
     CollectionOpt,
     DataDirOpt,
     DbUrlOpt,
@@ -40,7 +40,7 @@ def index(
 ) -> None:
     """Index photos: new and changed files are encoded, moved files keep their vectors,
     deleted files leave the index. Safe to interrupt and re-run."""
-    from indexer import index_paths
+    from clipfind.indexer import index_paths
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, batch_size=batch_size,
@@ -92,8 +92,8 @@ def search(
 ) -> None:
     """Search the collection by text, example images, or a weighted mix of both."""
     from clipfind.errors import QueryError
-    from search import Filters, build_terms, parse_date
-    from search import search as run_search
+    from clipfind.search import Filters, build_terms, parse_date
+    from clipfind.search import search as run_search
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, text_precision=text_precision)
@@ -101,7 +101,7 @@ def search(
     if not terms:
         raise QueryError("give a text query, --image, or both")
     if texts:  # image → text retrieval: api/cli/classify_cmds.py
-        from api.cli.classify_cmds import search_texts
+        from clipfind.api.cli.classify_cmds import search_texts
 
         return search_texts(settings, terms, k, json)
     filters = Filters(path=path, after=parse_date(after), before=parse_date(before, end=True),
@@ -111,7 +111,7 @@ def search(
     page = run_search(coll, encoder, terms, k=k, offset=offset, filters=filters,
                       min_score=min_score)
     if locate:  # api/cli/detect_cmds.py
-        from api.cli.detect_cmds import render_located
+        from clipfind.api.cli.detect_cmds import render_located
 
         return render_located(page, encoder, terms, json, settings.max_pixels)
     if json:
@@ -130,7 +130,7 @@ def info(
     json: JsonOpt = False,
 ) -> None:
     """Show the collection: model, counts, index type, skipped files and why."""
-    from search.info import collection_info
+    from clipfind.search.info import collection_info
 
     settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
     # The setting, not the outcome: info loads no model (GET /info shows the outcome).
@@ -169,7 +169,7 @@ def forget(
     """Remove items under PATHS from the collection, e.g. a drive that is gone for good."""
     import os
 
-    from indexer.writer import remove_missing
+    from clipfind.indexer.writer import remove_missing
 
     settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
     coll = open_collection(settings)

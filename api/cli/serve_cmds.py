@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import (
+from clipfind.api.cli.common import (
     CollectionOpt,
     DataDirOpt,
     DbUrlOpt,
@@ -46,7 +46,7 @@ def serve(
     """
     import uvicorn
 
-    from api.http import create_app
+    from clipfind.api.http import create_app
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, roots=root or None,

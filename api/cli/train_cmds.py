@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli.common import (
+from clipfind.api.cli.common import (
     CollectionOpt,
     DataDirOpt,
     DbUrlOpt,
@@ -156,7 +156,7 @@ def evaluate(
     settings = make_settings(model=model, data_dir=data_dir, collection=collection, db_url=db_url,
                              device=device, batch_size=batch_size, text_precision=text_precision)
     if detection is not None:  # issue 5's evaluation, one command for all of them
-        from api.cli.detect_cmds import run_detection_eval
+        from clipfind.api.cli.detect_cmds import run_detection_eval
 
         run_detection_eval(settings, detection, images_dir, json)
         return
@@ -166,7 +166,7 @@ def evaluate(
             raise QueryError("give a dataset to evaluate on, or --index")
         task = _guess_task(data)
     if task == "index":
-        from search.evaluate import evaluate_index
+        from clipfind.training.evaluate import evaluate_index
 
         report: Any = evaluate_index(open_collection(settings), k=k, queries=queries, kind=index_kind)
     elif task in ("retrieval", "zeroshot"):
@@ -201,7 +201,7 @@ def _evaluate_dataset(task: str, data: Path, settings: Any, templates: str,
     from clipfind.encoder import ClipEncoder
     from clipfind.templates import load_templates
     from clipfind.training.data import load_labelled, load_pairs
-    from search.evaluate import evaluate_retrieval, evaluate_zero_shot
+    from clipfind.training.evaluate import evaluate_retrieval, evaluate_zero_shot
 
     encoder = ClipEncoder(settings.model or DEFAULT_MODEL, device=settings.device,
                           batch_size=settings.batch_size, text_precision=settings.text_precision)
@@ -246,7 +246,7 @@ def demo(data_dir: DataDirOpt = None, k: Annotated[int, typer.Option("-k", help=
          "search.")] = 5, json: JsonOpt = False) -> None:
     """Offline end-to-end demo: train (once) the tiny reference CLIP on synthetic shapes,
     index a folder of shape pictures with it, and search them by text and by example."""
-    from api.demo import run_demo
+    from clipfind.api.demo import run_demo
 
     settings = make_settings(data_dir=data_dir)
     with _StageBar() as bar:

@@ -7,6 +7,7 @@ import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,19 +19,19 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.http.deps import require_api_key
-from api.http.errors import BodyLimitMiddleware, install_error_handlers
-from api.http.models import ErrorOut
-from api.http.state import EncoderFactory, open_state
 from clipfind import __version__
+from clipfind.api.http.deps import require_api_key
+from clipfind.api.http.errors import BodyLimitMiddleware, install_error_handlers
+from clipfind.api.http.models import ErrorOut
+from clipfind.api.http.state import EncoderFactory, open_state
 from clipfind.config import Settings
 from clipfind.errors import ClipfindError
 
 log = logging.getLogger(__name__)
-STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+STATIC = Path(str(files("clipfind.api") / "web" / "static"))
 # Optional features: (name, module). A module whose library part has not landed is
 # left out (ImportError), and the web page hides its view (GET /info lists features).
-OPTIONAL = [("classify", "api.http.routes_labels"), ("detect", "api.http.routes_detect")]
+OPTIONAL = [("classify", "clipfind.api.http.routes_labels"), ("detect", "clipfind.api.http.routes_detect")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": why} for code, why in [
         (401, "Missing or wrong API key."), (404, "No such item, label set, root or job."),
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None,
                encoder_factory: EncoderFactory | None = None) -> FastAPI:
     """Build the app for ``settings``. ``encoder_factory(settings, collection)`` makes
     the encoder (tests pass a fake); default: the collection's open_clip model."""
-    from api.http import routes_items, routes_meta, routes_search
+    from clipfind.api.http import routes_items, routes_meta, routes_search
 
     settings = settings or Settings()
 
@@ -110,7 +111,7 @@ def _add_web(app: FastAPI) -> None:
 
 
 def _customise_openapi(app: FastAPI) -> None:
-    from api.http.uploads import add_body_schemas
+    from clipfind.api.http.uploads import add_body_schemas
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -123,7 +124,7 @@ def _customise_openapi(app: FastAPI) -> None:
 
 
 def _body_models() -> list[Any]:
-    from api.http.models import SearchRequest
+    from clipfind.api.http.models import SearchRequest
 
     models: list[Any] = [SearchRequest]
     for _name, module in optional_routers():

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.http.state import AppState
+from clipfind.api.http.state import AppState
 from clipfind.store.collection import Collection
 
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False,

@@ -119,7 +119,7 @@ class JobManager:
             del self._jobs[job_id]
 
     def _run(self, job_id: str) -> None:
-        from indexer import index_paths
+        from clipfind.indexer import index_paths
 
         with self._run_lock:
             if self._cancel.is_set():

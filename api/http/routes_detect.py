@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.deps import StateDep
-from api.http.models import MAX_ID
-from api.http.uploads import body_openapi, read_body
+from clipfind.api.http.deps import StateDep
+from clipfind.api.http.models import MAX_ID
+from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import decode_image, read_bytes
-from search.detect import MAX_QUERIES, detect
+from clipfind.search.detect.detector import MAX_QUERIES, detect
 
 router = APIRouter(tags=["detect"])
 # Detection runs on at most this many pixels on the long side (JPEG draft decoding gets

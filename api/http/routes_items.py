@@ -11,8 +11,8 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from api.http.deps import CollectionDep, StateDep
-from api.http.models import MAX_ID, ItemLabelOut, ItemOut
+from clipfind.api.http.deps import CollectionDep, StateDep
+from clipfind.api.http.models import MAX_ID, ItemLabelOut, ItemOut
 from clipfind.errors import NotFoundError
 from clipfind.store.collection import Collection
 from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet

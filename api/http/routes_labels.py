@@ -11,15 +11,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from api.http.deps import CollectionDep, EncoderDep, StateDep
-from api.http.models import MAX_ID, HitOut
-from api.http.uploads import body_openapi, read_body
+from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
+from clipfind.api.http.models import MAX_ID, HitOut
+from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import decode_image
+from clipfind.search.zeroshot.classify import classify_vector
+from clipfind.search.zeroshot.labeling import label_collection, label_set_summary, list_label_sets
 from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet
 from clipfind.templates import available_templates
-from search.classify import classify_vector
-from search.labeling import label_collection, label_set_summary, list_label_sets
 
 router = APIRouter(tags=["labels"])
 MAX_LABELS = 1000

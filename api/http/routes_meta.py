@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from api.http.deps import StateDep, require_api_key
-from api.http.models import HealthOut, IndexRequest, InfoOut, JobOut, RootOut
 from clipfind import __version__
-from search.info import collection_info
+from clipfind.api.http.deps import StateDep, require_api_key
+from clipfind.api.http.models import HealthOut, IndexRequest, InfoOut, JobOut, RootOut
+from clipfind.search.info import collection_info
 
 public = APIRouter(tags=["server"])
 router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
 
 def features() -> list[str]:
     """Optional endpoints present in this build (the web page shows views for these)."""
-    from api.http.app import optional_routers
+    from clipfind.api.http.app import optional_routers
 
     return [name for name, _ in optional_routers()]
 

@@ -10,13 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.http.deps import CollectionDep, EncoderDep, StateDep
-from api.http.models import MAX_ID, MAX_TERMS, HitOut, SearchOut, SearchRequest
-from api.http.uploads import body_openapi, read_body
+from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
+from clipfind.api.http.models import MAX_ID, MAX_TERMS, HitOut, SearchOut, SearchRequest
+from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
-from search import Filters, SearchPage, Term, parse_date
-from search import search as run_search
-from search.query import parse_query, parse_term
+from clipfind.search import Filters, SearchPage, Term, parse_date
+from clipfind.search import search as run_search
+from clipfind.search.query import parse_query, parse_term
 
 router = APIRouter(tags=["search"])
 MAX_WEIGHT = 100.0

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.http.jobs import JobManager
-from api.http.thumbs import ThumbnailCache
+from clipfind.api.http.jobs import JobManager
+from clipfind.api.http.thumbs import ThumbnailCache
 from clipfind.config import Settings
 from clipfind.store.collection import Collection
 

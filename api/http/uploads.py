@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from api.http.errors import PayloadTooLarge
+from clipfind.api.http.errors import PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
 FILE_FIELD = "image"

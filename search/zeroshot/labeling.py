@@ -22,10 +22,10 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 
 from clipfind.errors import NotFoundError, QueryError
+from clipfind.search.filters import Filters, allowed_ids
+from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, prompt_vectors
+from clipfind.search.zeroshot.scoring import Scorer, cosines, pick
 from clipfind.store.schema import Item, ItemLabel, LabelSet
-from search.filters import Filters, allowed_ids
-from search.prompts import DEFAULT_BACKGROUND, prompt_vectors
-from search.scoring import Scorer, cosines, pick
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from itertools import groupby
 from typing import Any, TextIO
 
 from clipfind.errors import QueryError
-from search.labeling import LabelRow, label_rows, label_set_summary
+from clipfind.search.zeroshot.labeling import LabelRow, label_rows, label_set_summary
 
 FORMATS = ("csv", "jsonl", "coco")
 CSV_FIELDS = ("item_id", "path", "label", "score", "rank")

@@ -1,10 +1,13 @@
-"""The project's own reference model: a tiny ViT CLIP taught by :func:`train` on the
+"""The project's own reference model: a tiny CLIP taught by :func:`train` on the
 synthetic shapes, so retrieval, classification and detection can be checked end to end
 with known answers and no downloaded weights.
 
-:func:`ensure_reference_model` trains it once (about two minutes on 2 CPU cores) and
-caches it under a folder keyed by a hash of the recipe and the generator version; a
-file lock lets parallel processes share one training run.
+The model is shipped (package data ``clipfind.data/reference-model``), not trained on
+first use: the same recipe trains different weights on CPUs with different vector units
+(AVX2 vs AVX-512 float sums), and the quality checks must not depend on which CPU ran
+them. :func:`train_reference` reproduces the recipe; :func:`ship_reference_model` turns
+a trained folder into the shipped one (``python -m benchmarks.reference_model --retrain
+--ship``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 import shutil
 from dataclasses import replace
+from importlib.resources import files
 from pathlib import Path
 
 from clipfind.training.model import Augment
@@ -47,17 +51,6 @@ def recipe_key() -> str:
     return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
 
-def default_cache_dir() -> Path:
-    """``.cache/reference-model`` in the source checkout (shared by tests, benchmarks and
-    the demo); the user's cache folder when clipfind is installed without one."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").is_file():
-        return root / ".cache" / "reference-model"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("clipfind", appauthor=False)) / "reference-model"
-
-
 def train_reference(out: Path, progress: Progress | None = None, **overrides: object) -> Path:
     """Train the reference model into ``out`` (no caching); ``overrides`` change the
     recipe (for experiments)."""
@@ -87,24 +80,52 @@ def train_reference(out: Path, progress: Progress | None = None, **overrides: ob
     return out
 
 
-def ensure_reference_model(cache_dir: Path | None = None, progress: Progress | None = None) -> Path:
-    """The cached reference model's folder (load it with ``local-dir:PATH``), training
-    it first when the cache holds none for the current recipe."""
-    from filelock import FileLock
+def shipped_reference_model() -> Path:
+    """The reference model shipped as package data (``clipfind.data/reference-model``):
+    load it with ``local-dir:PATH``. It is the same file on every machine, so the quality
+    figures measured on it hold everywhere up to the CPU's float rounding at inference."""
+    folder = Path(str(files("clipfind.data") / "reference-model"))
+    if not (folder / "open_clip_model.safetensors").is_file():
+        raise FileNotFoundError(f"the shipped reference model is missing from {folder}")
+    return folder
 
-    cache_dir = (cache_dir or default_cache_dir()).expanduser()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    final = cache_dir / recipe_key()
-    if (final / "reference.json").is_file():
-        return final
-    with FileLock(str(cache_dir / f"{recipe_key()}.lock")):
-        if (final / "reference.json").is_file():  # another process finished meanwhile
-            return final
-        log.info("training the reference model into %s (about two minutes)", final)
-        work = cache_dir / f"{recipe_key()}.partial"
-        shutil.rmtree(work, ignore_errors=True)
-        train_reference(work, progress)
-        (work / "train_state.pt").unlink(missing_ok=True)  # optimizer state: not needed
-        shutil.rmtree(final, ignore_errors=True)
-        work.rename(final)
-    return final
+
+def trained_token_ids(recipe: dict[str, object] | None = None) -> set[int]:
+    """Token ids of every caption the recipe's training run shows the model, over all
+    epochs, plus start and end of text: the only rows of the token embedding that get a
+    gradient (padding after the end token is masked out by the causal attention)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    recipe = {**RECIPE, **(recipe or {})}
+    data = ShapesDataset(int(recipe["train_images"]), seed=int(recipe["seed"]),
+                         size=int(recipe["render_size"]), group=int(recipe.get("group", 1)),
+                         empty=float(recipe.get("empty", 0.0)), pairs=float(recipe.get("pairs", 0.0)))
+    captions: set[str] = set()
+    for epoch in range(int(recipe["epochs"])):
+        data.set_epoch(epoch)
+        captions.update(data.caption(i) for i in range(len(data)))
+    tokenizer = SimpleTokenizer(context_length=int(MODEL_CFG["text_cfg"]["context_length"]))
+    ids = tokenizer(sorted(captions))
+    return {int(t) for t in ids.unique() if int(t) != 0}
+
+
+def ship_reference_model(trained: Path, out: Path) -> Path:
+    """Copy a trained reference model into ``out`` as the project ships it: float32
+    weights, with the token-embedding rows that training never touched set to zero (they
+    held only the random initialisation), so git and the wheel compress the file to a
+    small fraction of its 20 MB."""
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(trained / "open_clip_model.safetensors"))
+    keep = sorted(trained_token_ids())
+    table = weights["token_embedding.weight"]
+    kept = table[keep].clone()
+    table.zero_()
+    table[keep] = kept
+    save_file(weights, str(out / "open_clip_model.safetensors"))
+    shutil.copyfile(trained / "open_clip_config.json", out / "open_clip_config.json")
+    meta = json.loads((trained / "reference.json").read_text())
+    meta["token_rows_kept"] = len(keep)
+    (out / "reference.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out

@@ -24,8 +24,8 @@ import numpy as np
 
 from clipfind.errors import ClipfindError, QueryError
 from clipfind.imageio import load_image
-from search.detect import DetectOptions, detect
-from search.proposals import iou
+from clipfind.search.detect.detector import DetectOptions, detect
+from clipfind.search.detect.proposals import iou
 
 log = logging.getLogger(__name__)
 

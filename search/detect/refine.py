@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from search.proposals import Boxes, clip_boxes
+from clipfind.search.detect.proposals import Boxes, clip_boxes
 
 Vectors = npt.NDArray[np.float32]
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
-from search.proposals import distinct
+from clipfind.search.detect.proposals import distinct
 
 Boxes = npt.NDArray[np.float32]
 

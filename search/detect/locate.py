@@ -9,9 +9,9 @@ from typing import Any
 
 from clipfind.errors import ClipfindError, QueryError
 from clipfind.imageio import load_image
-from search.detect import Detection, detect
-from search.engine import Hit
-from search.query import Term
+from clipfind.search.detect.detector import Detection, detect
+from clipfind.search.engine import Hit
+from clipfind.search.query import Term
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from search.prompts import PromptVectors
+from clipfind.search.zeroshot.prompts import PromptVectors
 
 Vectors = npt.NDArray[np.float32]
 

@@ -13,8 +13,8 @@ import numpy.typing as npt
 from PIL import Image
 
 from clipfind.errors import NotFoundError, QueryError
-from search.prompts import DEFAULT_BACKGROUND, prompt_vectors
-from search.scoring import Scorer, cosines, pick
+from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, prompt_vectors
+from clipfind.search.zeroshot.scoring import Scorer, cosines, pick
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,11 @@ from PIL import Image
 
 from clipfind.errors import QueryError
 from clipfind.imageio import to_rgb
-from search import proposals as P
-from search.dense import patch_embeddings, supports_dense
-from search.detect_scoring import class_scores, query_texts
-from search.refine import refine
-from search.segments import rank_by_heat, segment_boxes
+from clipfind.search.detect import proposals as P
+from clipfind.search.detect.dense import patch_embeddings, supports_dense
+from clipfind.search.detect.refine import refine
+from clipfind.search.detect.scoring import class_scores, query_texts
+from clipfind.search.detect.segments import rank_by_heat, segment_boxes
 
 log = logging.getLogger(__name__)
 

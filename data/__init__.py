@@ -1,0 +1,1 @@
+"""Package data (``clipfind.data``): prompt template sets and the reference model."""

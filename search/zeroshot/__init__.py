@@ -1,0 +1,2 @@
+"""Zero-shot classification and labeling: prompts, scoring, one image or a whole
+collection labelled from its stored vectors."""
