@@ -7,13 +7,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
 from clipfind.modelspec import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from clipfind.config import Settings
 
 Vectors = npt.NDArray[np.float32]
 
@@ -59,6 +62,17 @@ class ClipEncoder:
         self._text_cache_size = text_cache_size
         self.requested_text_precision = text_precision
         self._text_model: Any = None  # TextModel: built on the first text encode
+
+    @classmethod
+    def from_settings(cls, settings: Settings, spec: str | None = None) -> ClipEncoder:
+        """The encoder ``settings`` ask for: device, batch size and text precision from
+        them; the model ``spec`` given (a collection's own model, see
+        :attr:`clipfind.store.collection.Collection.model_spec`), else ``settings.model``,
+        else :data:`clipfind.config.DEFAULT_MODEL`. Every shell builds its encoder here."""
+        from clipfind.config import DEFAULT_MODEL
+
+        return cls(spec or settings.model or DEFAULT_MODEL, device=settings.device,
+                   batch_size=settings.batch_size, text_precision=settings.text_precision)
 
     # -- loading -----------------------------------------------------------------
     @property
