@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from clipfind.store.collection import Collection
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """:func:`collection_info` as a typed result (``Clipfind.info()``); keys added to
+    the document later land in ``extra`` and come back in :meth:`as_dict`."""
+
+    collection: str
+    model: str | None
+    dim: int | None
+    indexed: int
+    skipped: int
+    index: dict[str, Any]
+    database: str
+    data_dir: str
+    skipped_files: list[dict[str, Any]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CollectionInfo:
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in doc.items() if k in names},
+                   extra={k: v for k, v in doc.items() if k not in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**out, **self.extra}
 
 
 def collection_info(collection: Collection) -> dict[str, Any]:

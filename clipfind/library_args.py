@@ -1,0 +1,101 @@
+"""The Python API's flexible arguments, turned into what the layers below take: paths,
+query terms, filters, picture references. Kept apart so :mod:`clipfind.library` reads
+as the list of things clipfind does."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clipfind.config import Settings
+from clipfind.errors import QueryError
+
+if TYPE_CHECKING:
+    from clipfind.encoding import Encoder
+    from clipfind.search.filters import Filters
+    from clipfind.search.query import Term
+    from clipfind.store.collection import Collection
+
+_ITEM_REF = re.compile(r"^\s*(?:#|id:)(\S*)\s*$")
+
+
+def default_encoder(settings: Settings, collection: Collection) -> Encoder:
+    """The open_clip model for ``collection``: ``--model``, else its own, else the default."""
+    from clipfind.encoder import ClipEncoder
+
+    return ClipEncoder.from_settings(settings, collection.model_spec)
+
+
+def paths_of(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """One path or many, as absolute paths (``~`` expanded; symlinks kept as given)."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    out = [Path(os.path.abspath(os.path.expanduser(os.fspath(p)))) for p in paths]
+    if not out:
+        raise QueryError("give at least one folder or file")
+    return out
+
+
+def terms_of(query: str | Sequence[Term] | None, images: Sequence[str],
+             negatives: Sequence[str]) -> list[Term]:
+    """Terms from the query syntax (or terms already parsed), example images and
+    negative texts; an empty query is refused before any model loads."""
+    from clipfind.search.query import build_terms
+
+    if query is None or isinstance(query, str):
+        terms = build_terms(query, list(images), list(negatives))
+    else:
+        terms = [*query, *build_terms(None, list(images), list(negatives))]
+    if not terms:
+        raise QueryError("the query is empty: give text, an example image or an item id")
+    return terms
+
+
+def filters_of(filters: Filters | None, path: str | None, after: Any, before: Any,
+               label: str | None) -> Filters | None:
+    from clipfind.search.filters import Filters, parse_date
+
+    loose = Filters(path=path or None, after=parse_date(after), before=parse_date(before, end=True),
+                    label=label or None)
+    if filters is not None and loose.active:
+        raise QueryError("give filters=Filters(...) or path/after/before/label, not both")
+    return filters if filters is not None else loose
+
+
+def item_id(ref: object) -> int | None:
+    """The item a picture reference names (an int, ``"#N"`` or ``"id:N"``), else None."""
+    if isinstance(ref, bool):
+        raise QueryError("an image reference cannot be True/False")
+    if isinstance(ref, int):
+        return ref
+    if not isinstance(ref, str):
+        return None
+    m = _ITEM_REF.match(ref)
+    if m is None:
+        return None
+    if not m.group(1).isdigit():
+        raise QueryError(f"{ref.strip()!r} is not an item id; write #N")
+    return int(m.group(1))
+
+
+def bytes_of(ref: object) -> tuple[bytes | None, str]:
+    """``(bytes, name)`` of a file path or raw bytes; ``(None, "")`` for a PIL image.
+    A missing file is a NotFoundError that names it (before any model loads)."""
+    from PIL import Image
+
+    from clipfind.errors import NotFoundError
+    from clipfind.imageio import read_bytes
+
+    if isinstance(ref, bytes | bytearray | memoryview):
+        return bytes(ref), "upload"
+    if isinstance(ref, Image.Image):
+        return None, ""
+    if not isinstance(ref, str | os.PathLike):
+        raise QueryError(f"an image is a path, bytes, a PIL image or an item id, not {type(ref).__name__}")
+    path = Path(os.fspath(ref)).expanduser()
+    if not path.is_file():
+        raise NotFoundError(f"image {os.fspath(ref)!r} not found: give an image file or an item id #N")
+    return read_bytes(path), str(path)
