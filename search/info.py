@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from clipfind.store.collection import Collection
-from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED
+from clipfind.store.status import ItemStatus
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def collection_info(collection: Collection) -> dict[str, Any]:
         "collection": collection.settings.collection,
         "model": collection.stored_model,
         "dim": collection.stored_dim,
-        "indexed": catalog.count(STATUS_OK),
-        "skipped": catalog.count(STATUS_SKIPPED),
+        "indexed": catalog.count(ItemStatus.OK),
+        "skipped": catalog.count(ItemStatus.SKIPPED),
         "index": {"kind": index.kind, "vectors": len(index), "generation": index.generation},
         "database": url,
         "data_dir": str(collection.settings.data_dir),

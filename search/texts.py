@@ -22,15 +22,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select
 
 from clipfind.errors import QueryError
 from clipfind.search.zeroshot.scoring import rank_rows
-from clipfind.store.catalog import bytes_to_vector, vector_to_bytes
-from clipfind.store.schema import TextEntry
+from clipfind.store.catalog import vector_to_bytes
 
-_META_KEY = "texts_generation"
-_MODEL_KEY = "texts_model"
 _BATCH = 256
 _TEXT_COLUMNS = ("text", "caption", "description", "label")
 _KEY_COLUMNS = ("id", "key", "image_id")
@@ -118,40 +114,25 @@ def index_texts(collection: Any, encoder: Any, pairs: Sequence[tuple[str | None,
     """Encode and store texts; a text with a known key (its id, else its content)
     is updated in place. ``replace`` drops every text not in ``pairs``."""
     collection.bind_model(encoder)
-    catalog = collection.catalog
+    store = collection.catalog.texts
     wanted = dict((_key(k, t)[:200], t) for k, t in pairs)
-    with catalog.session() as session:
-        existing = dict(session.execute(select(TextEntry.key, TextEntry.id)).all())
-    added = updated = 0
+    existing = store.keys()
     items = list(wanted.items())
     for start in range(0, len(items), _BATCH):
         batch = items[start : start + _BATCH]
         vecs = encoder.encode_texts([t for _, t in batch])
-        with catalog.session() as session:
-            for (key, text), vec in zip(batch, vecs, strict=True):
-                row = TextEntry(key=key, text=text, vector=vector_to_bytes(vec))
-                if key in existing:
-                    row.id = existing[key]
-                    updated += 1
-                else:
-                    added += 1
-                session.merge(row)
-            _bump(catalog, session)
-            catalog.set_meta(_MODEL_KEY, collection.stored_model or encoder.spec, session)
+        store.upsert([(existing.get(key), key, text, vector_to_bytes(vec))
+                      for (key, text), vec in zip(batch, vecs, strict=True)],
+                     model=collection.stored_model or encoder.spec)
+    updated = sum(1 for key in wanted if key in existing)
+    added = len(wanted) - updated
     removed = 0
     if replace:
         gone = [i for k, i in existing.items() if k not in wanted]
-        with catalog.session() as session:
-            for start in range(0, len(gone), 900):
-                session.execute(delete(TextEntry).where(TextEntry.id.in_(gone[start : start + 900])))
-            _bump(catalog, session)
+        store.remove(gone)
         removed = len(gone)
     total = len(set(existing) | set(wanted)) - removed
     return TextIndexSummary(added, updated, removed, total)
-
-
-def _bump(catalog: Any, session: Any) -> None:
-    catalog.set_meta(_META_KEY, str(int(catalog.get_meta(_META_KEY) or 0) + 1), session)
 
 
 _matrix_cache: dict[str, tuple[str, npt.NDArray[np.int64], npt.NDArray[np.float32]]] = {}
@@ -159,15 +140,12 @@ _matrix_lock = threading.Lock()
 
 
 def _text_matrix(catalog: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    generation = catalog.get_meta(_META_KEY) or "0"
+    generation = catalog.texts.generation
     with _matrix_lock:
         hit = _matrix_cache.get(catalog.url)
         if hit is not None and hit[0] == generation:
             return hit[1], hit[2]
-    with catalog.session() as session:
-        rows = session.execute(select(TextEntry.id, TextEntry.vector).order_by(TextEntry.id)).all()
-    ids = np.array([r[0] for r in rows], np.int64)
-    vecs = np.stack([bytes_to_vector(r[1]) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+    ids, vecs = catalog.texts.vectors()
     with _matrix_lock:
         _matrix_cache[catalog.url] = (generation, ids, vecs)
     return ids, vecs
@@ -181,13 +159,12 @@ def search_texts(collection: Any, vector: npt.NDArray[np.float32], k: int = 20) 
     ids, matrix = _text_matrix(collection.catalog)
     if len(ids) == 0:
         raise QueryError("the collection holds no texts: add some with `clipfind index-texts FILE`")
-    texts_model = collection.catalog.get_meta(_MODEL_KEY)
+    texts_model = collection.catalog.texts.model
     stale = texts_model is not None and texts_model != collection.stored_model
     if stale or matrix.shape[1] != np.asarray(vector).reshape(-1).shape[0]:
         raise QueryError("the texts were embedded with another model: run index-texts again")
     scores, idx = rank_rows(vector, matrix, k)
     picked = [int(ids[i]) for i in idx]
-    with collection.catalog.session() as session:
-        rows = {r.id: r for r in session.scalars(select(TextEntry).where(TextEntry.id.in_(picked)))}
+    rows = collection.catalog.texts.get(picked)
     return [TextHit(i, rows[i].key, rows[i].text, round(float(s), 6))
             for i, s in zip(picked, scores, strict=True) if i in rows]

@@ -16,6 +16,7 @@ from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import decode_image, read_bytes
 from clipfind.search.detect.detector import MAX_QUERIES, detect
+from clipfind.store import ItemStatus
 
 router = APIRouter(tags=["detect"])
 # Detection runs on at most this many pixels on the long side (JPEG draft decoding gets
@@ -66,7 +67,7 @@ def _image_bytes(state: Any, req: DetectRequest, upload: bytes | None) -> tuple[
     if upload is not None:
         return upload, "upload"
     item = state.collection.catalog.get_item(req.item) if 0 < req.item < MAX_ID else None
-    if item is None or item.status != "ok":
+    if item is None or item.status != ItemStatus.OK:
         raise NotFoundError(f"item #{req.item} is not in the collection")
     try:
         return read_bytes(Path(item.path)), f"item #{item.id}"

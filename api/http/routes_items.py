@@ -9,13 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 
 from clipfind.api.http.deps import CollectionDep, StateDep
 from clipfind.api.http.models import MAX_ID, ItemLabelOut, ItemOut
 from clipfind.errors import NotFoundError
+from clipfind.store import Item, ItemStatus
 from clipfind.store.collection import Collection
-from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet
 
 router = APIRouter(tags=["items"])
 # The browser may keep an original or a thumbnail for a day; ids are never reused and
@@ -26,7 +25,7 @@ _CACHE = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "
 def indexed_item(item_id: int, collection: CollectionDep) -> Item:
     """The indexed item ``item_id``, or 404 (unknown ids and skipped files alike)."""
     item = collection.catalog.get_item(item_id) if 0 < item_id < MAX_ID else None
-    if item is None or item.status != STATUS_OK:
+    if item is None or item.status != ItemStatus.OK:
         raise NotFoundError(f"item #{item_id} is not in the collection")
     return item
 
@@ -35,15 +34,8 @@ ItemDep = Annotated[Item, Depends(indexed_item)]
 
 
 def item_labels(collection: Collection, item_id: int) -> list[ItemLabelOut]:
-    stmt = (
-        select(LabelSet.name, ItemLabel.label, ItemLabel.score)
-        .join(LabelSet, LabelSet.id == ItemLabel.set_id)
-        .where(ItemLabel.item_id == item_id)
-        .order_by(LabelSet.name, ItemLabel.rank, ItemLabel.score.desc())
-    )
-    with collection.catalog.session() as session:
-        return [ItemLabelOut(set=s, label=lab, score=round(float(sc), 6))
-                for s, lab, sc in session.execute(stmt)]
+    return [ItemLabelOut(set=r.set, label=r.label, score=round(r.score, 6))
+            for r in collection.catalog.labels.of_item(item_id)]
 
 
 # `{item_id:int}`: anything but digits (e.g. an encoded '../') matches no route → 404.

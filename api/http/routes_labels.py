@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 
 from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
 from clipfind.api.http.models import MAX_ID, HitOut
@@ -18,7 +17,6 @@ from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import decode_image
 from clipfind.search.zeroshot.classify import classify_vector
 from clipfind.search.zeroshot.labeling import label_collection, label_set_summary, list_label_sets
-from clipfind.store.schema import STATUS_OK, Item, ItemLabel, LabelSet
 from clipfind.templates import available_templates
 
 router = APIRouter(tags=["labels"])
@@ -173,19 +171,11 @@ def label_items(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> LabelItemsOut:
     """Items given ``label`` by the set, best score first (ties by id: stable pages)."""
-    label_set_summary(collection.catalog, set_name)  # 404 for an unknown set
-    where = (LabelSet.name == set_name, ItemLabel.label == label, Item.status == STATUS_OK)
-    base = (select(Item.id).join(ItemLabel, ItemLabel.item_id == Item.id)
-            .join(LabelSet, LabelSet.id == ItemLabel.set_id).where(*where))
-    rows_stmt = (base.add_columns(Item.path, ItemLabel.score, Item.width, Item.height,
-                                  Item.taken_at, Item.camera)
-                 .order_by(ItemLabel.score.desc(), Item.id).offset(offset).limit(k))
-    with collection.catalog.session() as session:
-        total = int(session.scalar(select(func.count()).select_from(base.subquery())) or 0)
-        rows = session.execute(rows_stmt).all()
-    hits = [HitOut(id=i, score=round(float(s), 6), path=p, name=Path(p).name, width=w, height=h,
-                   taken_at=t, camera=c, thumbnail=f"/items/{i}/thumbnail", image=f"/items/{i}/image")
-            for i, p, s, w, h, t, c in rows]
+    total, rows = collection.catalog.labels.items_page(set_name, label, offset, k)  # 404: no set
+    hits = [HitOut(id=r.id, score=round(float(r.score), 6), path=r.path, name=Path(r.path).name,
+                   width=r.width, height=r.height, taken_at=r.taken_at, camera=r.camera,
+                   thumbnail=f"/items/{r.id}/thumbnail", image=f"/items/{r.id}/image")
+            for r in rows]
     nxt = offset + len(hits) if offset + len(hits) < total else None
     return LabelItemsOut(set=set_name, label=label, offset=offset, k=k, total=total,
                          results=hits, next_offset=nxt)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from clipfind.errors import ImageDecodeError, NotFoundError
 from clipfind.imageio import decode_image
-from clipfind.store.schema import Item
+from clipfind.store import Item
 
 SIZES = (64, 128, 256, 384, 512, 768, 1024)
 

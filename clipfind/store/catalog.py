@@ -22,7 +22,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from clipfind.errors import CollectionError
+from clipfind.store.filtering import ids_matching
+from clipfind.store.labels import LabelStore
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
+from clipfind.store.status import IN_CHUNK
+from clipfind.store.texts import TextStore
 
 __all__ = ["Catalog", "Item", "ItemState"]
 
@@ -94,6 +98,8 @@ class Catalog:
                 "with its driver installed)."
             ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.labels = LabelStore(self)
+        self.texts = TextStore(self)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -155,8 +161,8 @@ class Catalog:
         wanted = list(set(hashes))
         found: dict[str, int] = {}
         with self._sessions() as session:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
                 stmt = select(Item.content_hash, func.min(Item.id)).where(
                     Item.content_hash.in_(chunk), Item.status == STATUS_OK
                 ).group_by(Item.content_hash)
@@ -174,8 +180,8 @@ class Catalog:
         out: dict[int, Item] = {}
         query = select(Item).options(defer(Item.vector, raiseload=True))
         with self._sessions() as session:
-            for start in range(0, len(wanted), 900):
-                chunk = wanted[start : start + 900]
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
                 out.update({it.id: it for it in session.scalars(query.where(Item.id.in_(chunk)))})
         return out
 
@@ -212,9 +218,9 @@ class Catalog:
         wanted = sorted(set(ids))
         rows: list = []
         with self._sessions() as session:
-            for start in range(0, len(wanted), 900):
+            for start in range(0, len(wanted), IN_CHUNK):
                 stmt = select(Item.id, Item.vector).where(
-                    Item.status == STATUS_OK, Item.id.in_(wanted[start : start + 900])
+                    Item.status == STATUS_OK, Item.id.in_(wanted[start : start + IN_CHUNK])
                 )
                 rows.extend(session.execute(stmt).all())
         return _rows_to_arrays(rows)
@@ -239,8 +245,8 @@ class Catalog:
 
     def delete_items(self, session: Session, ids: Iterable[int]) -> None:
         wanted = list(ids)
-        for start in range(0, len(wanted), 900):
-            session.execute(delete(Item).where(Item.id.in_(wanted[start : start + 900])))
+        for start in range(0, len(wanted), IN_CHUNK):
+            session.execute(delete(Item).where(Item.id.in_(wanted[start : start + IN_CHUNK])))
 
     def reset_vectors(self) -> None:
         """Forget every vector (``--reembed``): the next index run re-encodes everything."""
@@ -250,6 +256,13 @@ class Catalog:
                                     skip_reason="waiting to be re-embedded")
             )
             self.bump_generation(session)
+
+    def ids_matching(self, path: str | None = None, after: datetime | None = None,
+                     before: datetime | None = None, label: str | None = None
+                     ) -> npt.NDArray[np.int64]:
+        """Ids of indexed items under a path glob, a capture-date range and a label
+        (``LABEL`` or ``SET:LABEL``); see :mod:`clipfind.store.filtering`."""
+        return ids_matching(self, path, after, before, label)
 
     def date_bounds(self) -> tuple[datetime | None, datetime | None]:
         with self._sessions() as session:

@@ -1,5 +1,8 @@
 """SQLAlchemy tables of the catalog. Vectors are stored as raw float32 bytes so the
-FAISS index can always be rebuilt from here."""
+FAISS index can always be rebuilt from here.
+
+A change here needs a migration beside it (``clipfind/store/migrations/versions``):
+collections on disk are upgraded in place when they are opened."""
 
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-STATUS_OK = "ok"
-STATUS_SKIPPED = "skipped"
+from clipfind.store.status import ItemStatus
+
+# Older names of the two statuses, kept for callers inside the store.
+STATUS_OK = ItemStatus.OK
+STATUS_SKIPPED = ItemStatus.SKIPPED
 
 
 class Base(DeclarativeBase):

@@ -9,29 +9,22 @@ the old set or the new one, never half.
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
 
-from clipfind.errors import NotFoundError, QueryError
+from clipfind.errors import QueryError
 from clipfind.search.filters import Filters, allowed_ids
 from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, prompt_vectors
 from clipfind.search.zeroshot.scoring import Scorer, cosines, pick
-from clipfind.store.schema import Item, ItemLabel, LabelSet
-
-log = logging.getLogger(__name__)
+from clipfind.store.labels import LabelAssignments, LabelRow, LabelSetInfo
 
 DEFAULT_SET = "default"
 CHUNK = 16_384
-_INSERT_CHUNK = 50_000
 
 
 @dataclass(frozen=True)
@@ -51,24 +44,6 @@ class LabelRunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "none_of_these": self.none_of_these}
-
-
-@dataclass(frozen=True)
-class LabelSetInfo:
-    name: str
-    labels: list[str]
-    templates: list[str]
-    model: str
-    params: dict[str, Any]
-    created_at: datetime
-    counts: dict[str, int] = field(default_factory=dict)
-    labelled_items: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat(timespec="seconds")
-        out["none_of_these"] = max(0, int(self.params.get("scored", 0)) - self.labelled_items)
-        return out
 
 
 def label_collection(
@@ -104,8 +79,8 @@ def label_collection(
               "multi_label": multi_label, "path": path, "background": list(prompts.background),
               "scored": scored}
     model = collection.stored_model or getattr(encoder, "spec", "")
-    _replace_set(collection.catalog, name, prompts.labels, prompts.templates, model, params,
-                 (item_ids, cols, vals, ranks))
+    collection.catalog.labels.replace_set(name, prompts.labels, prompts.templates, model, params,
+                                          LabelAssignments(item_ids, cols, vals, ranks))
     counts = np.bincount(cols.astype(np.int64), minlength=len(prompts.labels))
     return LabelRunSummary(
         name, model, scorer.mode.value, list(prompts.labels), scored,
@@ -189,96 +164,20 @@ def _read_vectors(catalog: Any, path: str | None, chunk: int) -> Iterator[tuple[
             yield ids, vecs
 
 
-def _replace_set(catalog: Any, name: str, labels: Sequence[str], templates: Sequence[str],
-                 model: str, params: dict[str, Any], rows: tuple[np.ndarray, ...]) -> None:
-    item_ids, cols, vals, ranks = rows
-    with catalog.session() as session:
-        old = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
-        if old is not None:
-            session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
-            session.execute(delete(LabelSet).where(LabelSet.id == old))
-        new = LabelSet(name=name, labels=json.dumps(list(labels)),
-                       templates=json.dumps(list(templates)), model=model,
-                       params=json.dumps(params), created_at=datetime.now())
-        session.add(new)
-        session.flush()
-        label_of = list(labels)
-        for start in range(0, len(item_ids), _INSERT_CHUNK):
-            stop = start + _INSERT_CHUNK
-            _insert_rows(session, zip(
-                [new.id] * (min(stop, len(item_ids)) - start), item_ids[start:stop].tolist(),
-                [label_of[c] for c in cols[start:stop].tolist()], vals[start:stop].tolist(),
-                ranks[start:stop].tolist(), strict=True))
-    log.info("label set %r: %d labels stored", name, len(item_ids))
-
-
-def _insert_rows(session: Any, rows: Iterable[tuple[int, int, str, float, int]]) -> None:
-    """Many ``item_labels`` rows at once: the driver's executemany on plain tuples
-    (the ORM's per-row bookkeeping costs more than SQLite itself at a million rows)."""
-    conn = session.connection()
-    style = conn.dialect.paramstyle
-    if style in ("qmark", "format", "pyformat"):
-        mark = "?" if style == "qmark" else "%s"
-        sql = (f"INSERT INTO {ItemLabel.__tablename__} (set_id, item_id, label, score, rank) "
-               f"VALUES ({', '.join([mark] * 5)})")
-        conn.exec_driver_sql(sql, list(rows))
-        return
-    keys = ("set_id", "item_id", "label", "score", "rank")
-    session.execute(insert(ItemLabel), [dict(zip(keys, r, strict=True)) for r in rows])
-
-
-# -- reading -----------------------------------------------------------------------
-def _info(session: Any, row: LabelSet) -> LabelSetInfo:
-    counts = dict(session.execute(
-        select(ItemLabel.label, func.count()).where(ItemLabel.set_id == row.id)
-        .group_by(ItemLabel.label)).all())
-    labelled = session.scalar(select(func.count(func.distinct(ItemLabel.item_id)))
-                              .where(ItemLabel.set_id == row.id)) or 0
-    labels = json.loads(row.labels)
-    return LabelSetInfo(row.name, labels, json.loads(row.templates), row.model,
-                        json.loads(row.params or "{}"), row.created_at,
-                        {lb: int(counts.get(lb, 0)) for lb in labels}, int(labelled))
-
-
+# -- reading: the store's label sets, under the names callers know ---------------------
 def label_set_summary(catalog: Any, name: str) -> LabelSetInfo:
     """A label set's definition and how many items got each label."""
-    with catalog.session() as session:
-        row = session.scalar(select(LabelSet).where(LabelSet.name == name))
-        if row is None:
-            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
-        return _info(session, row)
+    return catalog.labels.summary(name)
 
 
 def list_label_sets(catalog: Any) -> list[LabelSetInfo]:
-    with catalog.session() as session:
-        return [_info(session, row) for row in session.scalars(select(LabelSet).order_by(LabelSet.name))]
+    return catalog.labels.list_sets()
 
 
 def delete_label_set(catalog: Any, name: str) -> None:
-    with catalog.session() as session:
-        old = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
-        if old is None:
-            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
-        session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
-        session.execute(delete(LabelSet).where(LabelSet.id == old))
-
-
-@dataclass(frozen=True)
-class LabelRow:
-    item_id: int
-    path: str
-    label: str
-    score: float
-    rank: int
+    catalog.labels.delete_set(name)
 
 
 def label_rows(catalog: Any, name: str) -> list[LabelRow]:
     """Every stored label of the set, by item id then rank."""
-    with catalog.session() as session:
-        set_id = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
-        if set_id is None:
-            raise NotFoundError(f"no label set named {name!r} (clipfind labels list)")
-        stmt = (select(ItemLabel.item_id, Item.path, ItemLabel.label, ItemLabel.score, ItemLabel.rank)
-                .join(Item, Item.id == ItemLabel.item_id).where(ItemLabel.set_id == set_id)
-                .order_by(ItemLabel.item_id, ItemLabel.rank))
-        return [LabelRow(*r) for r in session.execute(stmt)]
+    return catalog.labels.rows(name)
