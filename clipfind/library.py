@@ -37,7 +37,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from clipfind.config import Settings
 from clipfind.library_args import bytes_of, default_encoder, filters_of, item_id, paths_of, terms_of
@@ -264,6 +264,12 @@ class Clipfind:
         from clipfind.search.zeroshot.labeling import delete_label_set
 
         delete_label_set(self.collection.catalog, name)
+
+    def export_label_set(self, name: str, fmt: str, out: TextIO) -> int:
+        """Write a label set to ``out`` as ``csv``, ``jsonl`` or ``coco``; rows written."""
+        from clipfind.search.zeroshot.label_export import export_label_set
+
+        return export_label_set(self.collection.catalog, name, fmt, out)
 
     def detect(self, image: ImageRef, queries: str | Sequence[str], *,
                threshold: float | None = None, max_boxes: int = 10) -> DetectResult:

@@ -16,8 +16,7 @@ from tests.fakes import ColourEncoder, solid
 @pytest.fixture
 def cli(tmp_path, monkeypatch, capsys):  # type: ignore[no-untyped-def]
     enc = ColourEncoder()
-    monkeypatch.setattr("clipfind.api.cli.classify_cmds.make_encoder", lambda settings, coll: enc)
-    monkeypatch.setattr("clipfind.api.cli.engine_cmds.make_encoder", lambda settings, coll: enc)
+    monkeypatch.setattr("clipfind.api.cli.common.make_encoder", lambda settings, coll: enc)
     base = ["--data-dir", str(tmp_path / "data"), "--model", "fake-colour"]
 
     def run(*args: str, code: int = 0, model: bool = True) -> str:

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def colour_cli(monkeypatch):  # type: ignore[no-untyped-def]
     """``main(argv)`` → (exit code, parsed JSON or text) with the colour encoder."""
-    import clipfind.api.cli.engine_cmds as cmds
+    import clipfind.api.cli.common as cmds
 
     encoder = ColourEncoder()
     monkeypatch.setattr(cmds, "make_encoder", lambda settings, coll: encoder)
@@ -161,7 +161,7 @@ _CHILD = """
 import signal, sys, time
 # a background shell starts children with SIGINT ignored; a terminal does not
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import clipfind.api.cli.engine_cmds as cmds
+import clipfind.api.cli.common as cmds
 from tests.fakes import ColourEncoder
 
 class Slow(ColourEncoder):

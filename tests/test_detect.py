@@ -133,8 +133,7 @@ def test_dense_trunk_matches_open_clip_at_native_size():
 def _cli(monkeypatch, fake_encoder, tmp_path):  # type: ignore[no-untyped-def]
     from clipfind.api.cli.app import main
 
-    monkeypatch.setattr("clipfind.api.cli.detect_cmds.make_encoder", lambda settings, coll: fake_encoder)
-    monkeypatch.setattr("clipfind.api.cli.engine_cmds.make_encoder", lambda settings, coll: fake_encoder)
+    monkeypatch.setattr("clipfind.api.cli.common.make_encoder", lambda settings, coll: fake_encoder)
     base = ["--data-dir", str(tmp_path / "data"), "--model", "fake-colour"]
     return main, base
 

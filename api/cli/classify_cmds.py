@@ -18,9 +18,8 @@ from clipfind.api.cli.common import (
     ModelOpt,
     console,
     emit_json,
-    make_encoder,
     make_settings,
-    open_collection,
+    open_clipfind,
     progress_bar,
 )
 
@@ -72,18 +71,12 @@ def classify(
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
     """Zero-shot classify one image: [{"label", "score"}] best first."""
-    from clipfind.search.zeroshot.classify import classify_vector, image_vector
-
     names = _labels(labels, labels_file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device)
-    coll = open_collection(settings)
-    encoder = make_encoder(settings, coll)
-    if image.strip().startswith(("#", "id:")):
-        coll.bind_model(encoder)  # an item's stored vector must share the labels' space
-    vec = image_vector(image, encoder, coll.catalog, settings.max_pixels)
-    result = classify_vector(encoder, vec, names, templates, multi_label, top,
-                             background=_background(background))
+    result = open_clipfind(settings).classify(image, names, templates=templates,
+                                              multi_label=multi_label, top=top,
+                                              background=_background(background))
     if json:
         emit_json([s.as_dict() for s in result.scores])
         return
@@ -112,18 +105,15 @@ def label(
 ) -> None:
     """Label every indexed item from its stored vector (no image is decoded) and store
     the result as a named label set; `clipfind search --label LABEL` filters by it."""
-    from clipfind.search.zeroshot.labeling import label_collection
-
     names = _labels(labels, labels_file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device)
-    coll = open_collection(settings)
+    clip = open_clipfind(settings)
     update, bar = progress_bar("labeling", enabled=not json)
     with bar:
-        summary = label_collection(coll, make_encoder(settings, coll), names, name=name,
-                                   templates=templates, multi_label=multi_label,
-                                   threshold=threshold, top=top, path=path,
-                                   background=_background(background), progress=update)
+        summary = clip.label(name, names, templates=templates, multi_label=multi_label,
+                             threshold=threshold, top=top, path=path,
+                             background=_background(background), progress=update)
     if json:
         emit_json(summary.as_dict())
         return
@@ -144,10 +134,8 @@ def _print_counts(counts: dict[str, int]) -> None:
 def labels_list(data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                 db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """The collection's label sets."""
-    from clipfind.search.zeroshot.labeling import list_label_sets
-
-    coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
-    sets = list_label_sets(coll.catalog)
+    clip = open_clipfind(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
+    sets = clip.label_sets()
     if json:
         emit_json([s.as_dict() for s in sets])
         return
@@ -164,10 +152,8 @@ def labels_show(name: Annotated[str, typer.Argument(help="Label set name.")],
                 data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                 db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """How many items got each label of a set."""
-    from clipfind.search.zeroshot.labeling import label_set_summary
-
-    coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
-    info = label_set_summary(coll.catalog, name)
+    clip = open_clipfind(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
+    info = clip.label_set(name)
     if json:
         emit_json(info.as_dict())
         return
@@ -187,15 +173,13 @@ def labels_export(
     data_dir: DataDirOpt = None, collection: CollectionOpt = None, db_url: DbUrlOpt = None,
 ) -> None:
     """Write a label set as CSV, JSON Lines or COCO."""
-    from clipfind.search.zeroshot.label_export import export_label_set
-
-    coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
+    clip = open_clipfind(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
     if output is None:
-        export_label_set(coll.catalog, name, fmt, sys.stdout)
+        clip.export_label_set(name, fmt, sys.stdout)
         return
     tmp = output.with_name(output.name + ".tmp")
     with tmp.open("w", encoding="utf-8", newline="") as fh:
-        n = export_label_set(coll.catalog, name, fmt, fh)
+        n = clip.export_label_set(name, fmt, fh)
     tmp.replace(output)
     typer.echo(f"wrote {n} labels to {output}", err=True)
 
@@ -205,10 +189,8 @@ def labels_delete(name: Annotated[str, typer.Argument(help="Label set name.")],
                   data_dir: DataDirOpt = None, collection: CollectionOpt = None,
                   db_url: DbUrlOpt = None, json: JsonOpt = False) -> None:
     """Delete a label set."""
-    from clipfind.search.zeroshot.labeling import delete_label_set
-
-    coll = open_collection(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
-    delete_label_set(coll.catalog, name)
+    clip = open_clipfind(make_settings(data_dir=data_dir, collection=collection, db_url=db_url))
+    clip.delete_label_set(name)
     if json:
         emit_json({"deleted": name})
     else:
@@ -223,14 +205,12 @@ def index_texts(
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
     """Add texts to the collection for image → text search (search --image X --texts)."""
-    from clipfind.search.texts import index_texts as run
     from clipfind.search.texts import read_texts_file
 
     pairs = read_texts_file(file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device)
-    coll = open_collection(settings)
-    summary = run(coll, make_encoder(settings, coll), pairs, replace=replace)
+    summary = open_clipfind(settings).index_texts(pairs, replace=replace)
     if json:
         emit_json(summary.as_dict())
     else:
@@ -240,14 +220,7 @@ def index_texts(
 
 def search_texts(settings: Any, terms: list[Any], k: int, json: bool) -> None:
     """``clipfind search ... --texts``: rank the collection's texts for the query."""
-    from clipfind.search.query import query_vector
-    from clipfind.search.texts import search_texts as run
-
-    coll = open_collection(settings)
-    encoder = make_encoder(settings, coll)
-    coll.bind_model(encoder)
-    vec = query_vector(terms, encoder, coll.catalog, settings.max_pixels)
-    hits = run(coll, vec, k)
+    hits = open_clipfind(settings).search_texts(terms, k=k)
     if json:
         emit_json({"query": [t.describe() for t in terms], "k": k,
                    "results": [h.as_dict() for h in hits]})

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from clipfind.config import Settings
+
+if TYPE_CHECKING:
+    from clipfind.encoding import Encoder
+    from clipfind.library import Clipfind
+    from clipfind.store.collection import Collection
 
 ModelOpt = Annotated[
     str | None,
@@ -46,17 +51,25 @@ def make_settings(**given: Any) -> Settings:
     return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
-def open_collection(settings: Settings):  # type: ignore[no-untyped-def]
+def open_collection(settings: Settings) -> Collection:
     from clipfind.store.collection import Collection
 
     return Collection(settings)
 
 
-def make_encoder(settings: Settings, collection: Any):  # type: ignore[no-untyped-def]
-    from clipfind.encoder import ClipEncoder
+def make_encoder(settings: Settings, collection: Collection) -> Encoder:
+    """The collection's encoder (tests replace this one function with a fake)."""
+    from clipfind.library_args import default_encoder
 
-    return ClipEncoder(collection.model_spec, device=settings.device,
-                       batch_size=settings.batch_size, text_precision=settings.text_precision)
+    return default_encoder(settings, collection)
+
+
+def open_clipfind(settings: Settings) -> Clipfind:
+    """The library object every command calls: the shells only parse and render."""
+    from clipfind.library import Clipfind
+
+    # a lambda, so a test's replacement of make_encoder is seen at call time
+    return Clipfind(settings, encoder_factory=lambda s, c: make_encoder(s, c))
 
 
 def emit_json(document: Any) -> None:

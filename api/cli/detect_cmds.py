@@ -18,6 +18,7 @@ from clipfind.api.cli.common import (
     emit_json,
     make_encoder,
     make_settings,
+    open_clipfind,
     open_collection,
 )
 
@@ -37,21 +38,19 @@ def detect(
     """Zero-shot detection: box where each --query appears in IMAGE, with the
     collection's own model. Boxes are in the pixels of the image as displayed (EXIF
     orientation applied)."""
-    from clipfind.imageio import load_image
-    from clipfind.search.detect.detector import detect as run_detect
-
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device)
-    picture = load_image(image, max_pixels=settings.max_pixels).image
-    encoder = make_encoder(settings, open_collection(settings))
-    found = run_detect(encoder, picture, list(query), threshold=threshold, max_boxes=max_boxes)
-    if draw is not None:
+    result = open_clipfind(settings).detect(image, list(query), threshold=threshold,
+                                            max_boxes=max_boxes)
+    found = result.detections
+    if draw is not None:  # boxes are in the original's pixels: draw on the original
+        from clipfind.imageio import load_image
         from clipfind.search.detect.draw import draw_detections
 
+        picture = load_image(image, max_pixels=settings.max_pixels).image
         draw_detections(picture, found).save(draw)
     if json:
-        emit_json({"image": str(image), "width": picture.width, "height": picture.height,
-                   "detections": [d.as_dict() for d in found]})
+        emit_json({"image": str(image), **result.as_dict()})
         return
     out = console()
     if not found:
@@ -62,12 +61,11 @@ def detect(
         out.print(f"drew {len(found)} boxes into {draw}", markup=False, highlight=False)
 
 
-def render_located(page: Any, encoder: Any, terms: Any, as_json: bool,
-                   max_pixels: int = 150_000_000) -> None:
+def render_located(clip: Any, page: Any, terms: Any, as_json: bool) -> None:
     """Print a search page with boxes for the query's text in each result."""
-    from clipfind.search.detect.locate import locate_hits, locate_texts
+    from clipfind.search.detect.locate import locate_texts
 
-    boxes = locate_hits(encoder, page.hits, locate_texts(terms), max_pixels=max_pixels)
+    boxes = clip.locate(page, locate_texts(terms))
     if as_json:
         doc = page.as_dict()
         for row in doc["results"]:

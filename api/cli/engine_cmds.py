@@ -17,9 +17,8 @@ from clipfind.api.cli.common import (
     TextPrecisionOpt,
     console,
     emit_json,
-    make_encoder,
     make_settings,
-    open_collection,
+    open_clipfind,
     progress_bar,
 )
 
@@ -40,17 +39,14 @@ def index(
 ) -> None:
     """Index photos: new and changed files are encoded, moved files keep their vectors,
     deleted files leave the index. Safe to interrupt and re-run."""
-    from clipfind.indexer import index_paths
-
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, batch_size=batch_size,
                              workers=workers, max_pixels=max_pixels)
-    coll = open_collection(settings)
-    encoder = make_encoder(settings, coll)
+    clip = open_clipfind(settings)
     update, bar = progress_bar("indexing", enabled=True)
     with bar:
-        summary = index_paths(coll, encoder, paths, exclude, reembed=reembed, prune=prune,
-                              progress=update)
+        summary = clip.index(paths, exclude=exclude, reembed=reembed, prune=prune,
+                             progress=update)
     if json:
         emit_json(summary.as_dict())
         return
@@ -92,8 +88,7 @@ def search(
 ) -> None:
     """Search the collection by text, example images, or a weighted mix of both."""
     from clipfind.errors import QueryError
-    from clipfind.search import Filters, build_terms, parse_date
-    from clipfind.search import search as run_search
+    from clipfind.search import build_terms
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, text_precision=text_precision)
@@ -104,16 +99,13 @@ def search(
         from clipfind.api.cli.classify_cmds import search_texts
 
         return search_texts(settings, terms, k, json)
-    filters = Filters(path=path, after=parse_date(after), before=parse_date(before, end=True),
-                      label=label)
-    coll = open_collection(settings)
-    encoder = make_encoder(settings, coll)
-    page = run_search(coll, encoder, terms, k=k, offset=offset, filters=filters,
-                      min_score=min_score)
+    clip = open_clipfind(settings)
+    page = clip.search(terms, k=k, offset=offset, path=path, after=after, before=before,
+                       label=label, min_score=min_score)
     if locate:  # api/cli/detect_cmds.py
         from clipfind.api.cli.detect_cmds import render_located
 
-        return render_located(page, encoder, terms, json, settings.max_pixels)
+        return render_located(clip, page, terms, json)
     if json:
         emit_json(page.as_dict())
         return
@@ -130,11 +122,9 @@ def info(
     json: JsonOpt = False,
 ) -> None:
     """Show the collection: model, counts, index type, skipped files and why."""
-    from clipfind.search.info import collection_info
-
     settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
     # The setting, not the outcome: info loads no model (GET /info shows the outcome).
-    doc = {**collection_info(open_collection(settings)), "text_precision": settings.text_precision}
+    doc = {**open_clipfind(settings).info().as_dict(), "text_precision": settings.text_precision}
     if json:
         emit_json(doc)
         return
@@ -167,20 +157,12 @@ def forget(
     json: JsonOpt = False,
 ) -> None:
     """Remove items under PATHS from the collection, e.g. a drive that is gone for good."""
-    import os
-
-    from clipfind.indexer.writer import remove_missing
-
     settings = make_settings(data_dir=data_dir, collection=collection, db_url=db_url)
-    coll = open_collection(settings)
-    roots = [Path(os.path.abspath(os.path.expanduser(str(p)))) for p in paths]
-    ids = [s.id for s in coll.catalog.states_under(roots).values()]
-    with coll.updating() as updater:
-        updater.apply(remove_missing(coll.catalog, ids))
+    removed = open_clipfind(settings).forget(paths)
     if json:
-        emit_json({"removed": len(ids)})
+        emit_json({"removed": removed})
     else:
-        console().print(f"removed {len(ids)} items")
+        console().print(f"removed {removed} items")
 
 
 def register(app: typer.Typer) -> None:
