@@ -40,7 +40,16 @@ class Settings(BaseSettings):
     api_key: str | None = None
     roots: list[Path] = Field(default_factory=list)
     cors_origins: list[str] = Field(default_factory=list)
+    # Host names served besides localhost and the bound address (DNS rebinding
+    # protection, api/http/hosts.py); "*" serves any.
+    allowed_hosts: list[str] = Field(default_factory=list)
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    # Uploads are capped lower than indexed files: anyone with the key can send them, and
+    # a few KB of PNG can claim 40 Mpx (api/http/limits.py states the memory ceiling).
+    max_upload_pixels: int = Field(default=40_000_000, ge=1)
+    # Requests that encode or decode at once (0 = one per core), and how many more wait.
+    heavy_slots: int = Field(default=0, ge=0, le=256)
+    heavy_queue: int = Field(default=64, ge=0, le=10_000)
 
     @field_validator("data_dir")
     @classmethod

@@ -49,3 +49,8 @@ class CollectionError(ClipfindError):
 
     exit_code = 7
     http_status = 409
+
+
+class FileChangedError(CollectionError):
+    """An item's file is no longer the file that was indexed (replaced, or now a link
+    to something else): it is not read or served until its folder is indexed again."""

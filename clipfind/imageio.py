@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
-from clipfind.errors import ImageDecodeError
+from clipfind.errors import FileChangedError, ImageDecodeError, NotFoundError
 
 try:  # HEIC/HEIF through a well-kept plugin; AVIF is native in Pillow >= 11.3
     import pillow_heif
@@ -90,6 +92,40 @@ def read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def open_indexed(path: Path, size: int, mtime_ns: int, name: str) -> io.BufferedReader:
+    """Open an indexed file only if it is still the file the catalog describes: a
+    regular file of the stored ``size`` and ``mtime_ns`` (what the indexer compares, so a
+    file it would call unchanged opens). A file replaced since, or a link swapped in that
+    leads elsewhere (``ln -sf /etc/passwd photo.jpg``), is :class:`FileChangedError`.
+    The check is made on the opened descriptor, so what is checked is what is read;
+    ``O_NONBLOCK`` keeps a FIFO put in the file's place from hanging the reader."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{name}'s file is gone from disk; re-index its folder") from exc
+    except OSError as exc:
+        raise FileChangedError(f"{name}'s file cannot be opened ({exc.strerror or exc}); "
+                               "re-index its folder") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size or st.st_mtime_ns != mtime_ns:
+            raise FileChangedError(f"{name}'s file has changed since it was indexed "
+                                   "(it is not served until its folder is indexed again)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_indexed(path: Path, size: int, mtime_ns: int, name: str) -> bytes:
+    """The bytes of an indexed file, checked as :func:`open_indexed` does."""
+    with open_indexed(path, size, mtime_ns, name) as f:
+        try:
+            return f.read()
+        except OSError as exc:
+            raise FileChangedError(f"{name}'s file cannot be read ({exc.strerror or exc})") from exc
 
 
 def decode_image(

@@ -93,7 +93,8 @@ def tiny_env(tmp_path_factory, tiny_checkpoint):  # type: ignore[no-untyped-def]
     for colour in ("red", "green", "blue", "yellow"):
         solid(tmp / "photos" / f"{colour}.jpg", colour, size=(64, 48))
     settings = Settings(data_dir=tmp / "data", model=f"local-dir:{tiny_checkpoint}",
-                        roots=[tmp / "photos"], batch_size=4, workers=1)
+                        roots=[tmp / "photos"], batch_size=4, workers=1,
+                        allowed_hosts=["testserver"])  # TestClient's Host
     with TestClient(create_app(settings)) as client:  # the real ClipEncoder, loaded in lifespan
         assert wait_job(client, client.post("/index", json={}).json()["id"])["status"] == "done"
         yield client, tmp

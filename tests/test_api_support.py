@@ -69,8 +69,9 @@ def make_photos(root: Path) -> Path:
 
 
 def app_settings(tmp: Path, **extra: Any) -> Settings:
+    # TestClient sends 'Host: testserver': allowed explicitly, as a proxy's name would be.
     given = {"data_dir": tmp / "data", "model": "fake-colour", "batch_size": 4, "workers": 2,
-             "roots": [tmp / "photos"], **extra}
+             "roots": [tmp / "photos"], "allowed_hosts": ["testserver"], **extra}
     return Settings(**given)
 
 

@@ -76,7 +76,8 @@ def test_unpacked_wheel_classifies_and_serves_outside_the_tree(wheel: Path, tmp_
                "--model", f"local-dir:{tiny_checkpoint}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(r["label"] for r in json.loads(proc.stdout)) == ["cat", "dog"]
-    settings = f"Settings(data_dir={str(tmp_path / 'data')!r}, model='local-dir:{tiny_checkpoint}')"
+    settings = (f"Settings(data_dir={str(tmp_path / 'data')!r}, model='local-dir:{tiny_checkpoint}', "
+                "allowed_hosts=['testserver'])")
     page = run("-c", "from fastapi.testclient import TestClient\n"
                      "from clipfind.api.http import create_app\n"
                      "from clipfind.config import Settings\n"

@@ -174,7 +174,8 @@ def test_settings_env_and_info(monkeypatch, tmp_path):
     monkeypatch.delenv("CLIPFIND_TEXT_PRECISION")
     for given, shown in ((None, "int8"), ("fp32", "fp32")):
         extra = {} if given is None else {"text_precision": given}
-        settings = Settings(data_dir=tmp_path / str(given), model="tiny-clip-test", **extra)
+        settings = Settings(data_dir=tmp_path / str(given), model="tiny-clip-test",
+                            allowed_hosts=["testserver"], **extra)  # TestClient's Host
         with TestClient(create_app(settings)) as client:
             info = client.get("/info").json()
         assert info["text_precision"] == shown, info

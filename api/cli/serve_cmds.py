@@ -34,6 +34,11 @@ def serve(
                        show_envvar=True)] = None,
     cors_origin: Annotated[list[str], typer.Option("--cors-origin", help="Allow browser "
                            "requests from this origin; repeatable. Default: CORS off.")] = [],  # noqa: B006
+    allowed_host: Annotated[list[str], typer.Option("--allowed-host", help="Also answer "
+                            "requests for this host name (the Host header), e.g. a name the "
+                            "server is reached by on your network; repeatable; '*' for any. "
+                            "Default: localhost and the bound address only (DNS rebinding "
+                            "protection). Env: CLIPFIND_ALLOWED_HOSTS (JSON list).")] = [],  # noqa: B006
     max_upload_bytes: Annotated[int | None, typer.Option(help="Largest upload accepted.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
@@ -51,8 +56,13 @@ def serve(
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, roots=root or None,
                              api_key=api_key, cors_origins=cors_origin or None,
+                             allowed_hosts=allowed_host or None,
                              max_upload_bytes=max_upload_bytes, max_pixels=max_pixels,
                              text_precision=text_precision)
+    # A name given as --host is how clients reach the server, so it is an allowed Host.
+    # (A wildcard bind names no host: its connections' own addresses are allowed.)
+    if host not in ("0.0.0.0", "::", ""):
+        settings = settings.model_copy(update={"allowed_hosts": [*settings.allowed_hosts, host]})
     app = create_app(settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on",
                             timeout_graceful_shutdown=10)

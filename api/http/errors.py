@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +37,44 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(_request: Request, exc: ClipfindError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": [_safe_error(e) for e in exc.errors()]}, status_code=422)
+
     app.add_middleware(CatchAllMiddleware)
+
+
+_MAX_ECHO = 200  # characters of a bad input echoed back: enough to see which, no more
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON can carry it: NaN/Infinity (which the JSON body parser
+    accepts) and bytes (a body that is not UTF-8) become short strings, so the 422 answer
+    that echoes a bad input can always be written."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:_MAX_ECHO]).decode("utf-8", "replace")
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_ECHO else value[:_MAX_ECHO] + "…"
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v) for v in list(value)[:50]]
+    return json_safe(str(value))
+
+
+def _safe_error(error: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic error as JSON: a non-finite number gets a message that says so."""
+    out = {key: json_safe(error[key]) for key in ("type", "loc", "msg", "input", "ctx") if key in error}
+    given = error.get("input")
+    if isinstance(given, float) and not math.isfinite(given):
+        out["msg"] = f"must be a finite number, not {given} ({error.get('msg', '')})"
+    if error.get("type") == "json_invalid":
+        out["msg"] = f"the body is not valid UTF-8 JSON: {error.get('msg', '')}"
+    return out
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

@@ -6,10 +6,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
+from clipfind.api.http.limits import MAX_ID, QueryText, Text, no_nul
+
+__all__ = ["MAX_ID"]  # re-exported: the routes check ids against it
 MAX_TERMS = 20
-MAX_ID = 2**62  # larger ids cannot exist (SQLite integers); treated as "not found"
+# YYYY, YYYY-MM, YYYY-MM-DD or an ISO 8601 date-time (what search.filters.parse_date reads)
+DATE_PATTERN = r"^\d{4}(-\d{2}(-\d{2}([T ][^\x00]*)?)?)?$"
+DATE_HELP = ("YYYY, YYYY-MM, YYYY-MM-DD or an ISO 8601 date-time; a partial date "
+             "covers its whole year or month.")
+# A path glob or a LABEL / SET:LABEL filter: longer than one text, never NUL.
+Filter = Annotated[str, Field(max_length=1000, json_schema_extra={"pattern": "^[^\x00]*$"}),
+                   AfterValidator(no_nul)]
 
 
 def _aware(value: datetime) -> datetime:
@@ -55,15 +72,18 @@ class SearchOut(BaseModel):
 
 class SearchRequest(BaseModel):
     """A search as a JSON body (or the same fields as multipart form fields, plus an
-    ``image`` file part to search by example)."""
+    ``image`` file part to search by example). At least one of ``q``, ``not``,
+    ``items``, ``not_items`` or an uploaded ``image`` must be given (else 422); each
+    text is at most 200 characters (the model reads 77 tokens)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    q: str | None = Field(None, max_length=2000, description=(
-        "Text, or a weighted mix in the query syntax: '2:golden retriever + #42 - leash'. "
-        "'#N' is an indexed item; text is never read as a file path."))
-    not_: list[str] = Field(default_factory=list, alias="not", max_length=MAX_TERMS,
-                            description="Texts to steer away from.")
+    q: QueryText | None = Field(None, description=(
+        "Text, or a weighted mix in the query syntax: '2:golden retriever + #42 - leash' "
+        "(each text term at most 200 characters). '#N' is an indexed item; text is never "
+        "read as a file path."))
+    not_: list[Text] = Field(default_factory=list, alias="not", max_length=MAX_TERMS,
+                             description="Texts to steer away from.")
     items: list[int] = Field(default_factory=list, max_length=MAX_TERMS,
                              description="Ids of indexed items to search by example.")
     not_items: list[int] = Field(default_factory=list, max_length=MAX_TERMS,
@@ -73,10 +93,18 @@ class SearchRequest(BaseModel):
     k: int = Field(20, ge=1, le=200, description="Results per page.")
     offset: int = Field(0, ge=0, le=10_000)
     min_score: float | None = Field(None, ge=-1, le=1)
-    path: str | None = Field(None, max_length=1000, description="Glob on the full path.")
-    after: str | None = Field(None, max_length=40, description="Taken on/after YYYY[-MM[-DD]].")
-    before: str | None = Field(None, max_length=40, description="Taken on/before YYYY[-MM[-DD]].")
-    label: str | None = Field(None, max_length=300, description="LABEL or SET:LABEL.")
+    path: Filter | None = Field(None, description="Glob on the full path.")
+    after: str | None = Field(None, max_length=40, pattern=DATE_PATTERN,
+                              description=f"Taken on or after: {DATE_HELP}")
+    before: str | None = Field(None, max_length=40, pattern=DATE_PATTERN,
+                               description=f"Taken on or before: {DATE_HELP}")
+    label: str | None = Field(None, max_length=301, description="LABEL or SET:LABEL.",
+                              json_schema_extra={"pattern": "^[^\x00]*$"})
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str | None) -> str | None:
+        return None if value is None else no_nul(value)
 
 
 class ItemLabelOut(BaseModel):
@@ -110,7 +138,7 @@ class RootOut(BaseModel):
 class IndexRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    root: str | None = Field(None, max_length=300, description=(
+    root: Text | None = Field(None, description=(
         "Name of a root configured on the server (see GET /roots); null indexes all. "
         "A client can never name a path."))
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from clipfind.api.http.deps import StateDep
+from clipfind.api.http.limits import Text, heavy
 from clipfind.api.http.models import MAX_ID
 from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
-from clipfind.imageio import decode_image, read_bytes
+from clipfind.imageio import decode_image, read_indexed
 from clipfind.search.detect.detector import MAX_QUERIES, detect
 from clipfind.store import ItemStatus
 
@@ -29,8 +30,8 @@ class DetectRequest(BaseModel):
     (multipart, with the same fields as form fields)."""
 
     model_config = ConfigDict(extra="forbid")
-    queries: list[str] = Field(min_length=1, max_length=MAX_QUERIES,
-                               description="Texts to find, e.g. ['a dog', 'a red ball'].")
+    queries: list[Text] = Field(min_length=1, max_length=MAX_QUERIES, description=(
+        "Texts to find, e.g. ['a dog', 'a red ball']; each at most 200 characters."))
     item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
     threshold: float | None = Field(None, ge=0, le=1, description=(
         "Minimum score; default 0.6 for CLIP (softmax), 0.1 for SigLIP (sigmoid)."))
@@ -69,10 +70,8 @@ def _image_bytes(state: Any, req: DetectRequest, upload: bytes | None) -> tuple[
     item = state.collection.catalog.get_item(req.item) if 0 < req.item < MAX_ID else None
     if item is None or item.status != ItemStatus.OK:
         raise NotFoundError(f"item #{req.item} is not in the collection")
-    try:
-        return read_bytes(Path(item.path)), f"item #{item.id}"
-    except Exception as exc:
-        raise NotFoundError(f"item #{item.id}'s file is gone from disk; re-index") from exc
+    name = f"item #{item.id}"
+    return read_indexed(Path(item.path), item.size, item.mtime_ns, name), name
 
 
 def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
@@ -93,7 +92,8 @@ def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
 
 @router.post("/detect", response_model=DetectOut, summary="Zero-shot detect objects",
              openapi_extra=body_openapi(DetectRequest, "JSON with 'item', or multipart with "
-                                        "an 'image' file and the same fields."))
+                                        "an 'image' file and the same fields."),
+             dependencies=[Depends(heavy)])
 async def detect_route(request: Request, state: StateDep) -> DetectOut:
     """Boxes where the queries appear, best first, in transformers' detection shape
     (``label``, ``score``, ``box`` with ``xmin``, ``ymin``, ``xmax``, ``ymax``)."""

@@ -4,15 +4,19 @@ indexer accepted are ever served; URLs carry ids, never paths."""
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
 
 from clipfind.api.http.deps import CollectionDep, StateDep
 from clipfind.api.http.models import MAX_ID, ItemLabelOut, ItemOut
 from clipfind.errors import NotFoundError
+from clipfind.imageio import open_indexed
 from clipfind.store import Item, ItemStatus
 from clipfind.store.collection import Collection
 
@@ -51,30 +55,43 @@ def get_item(item: ItemDep, collection: CollectionDep) -> ItemOut:
     )
 
 
+def _chunks(f: BinaryIO, size: int = 256 * 1024) -> Iterator[bytes]:
+    with f:
+        while chunk := f.read(size):
+            yield chunk
+
+
 @router.get(
-    "/items/{item_id:int}/image", response_class=FileResponse, summary="The original file",
+    "/items/{item_id:int}/image", response_class=StreamingResponse, summary="The original file",
     responses={200: {"content": {"image/*": {}}, "description": "The image file as indexed."}},
 )
-def get_image(item: ItemDep) -> FileResponse:
-    """The original file of an indexed image (404 when it is gone from disk)."""
+def get_image(item: ItemDep) -> StreamingResponse:
+    """The original file of an indexed image: 404 when it is gone from disk, 409 when
+    it is no longer the file that was indexed (until its folder is indexed again)."""
     path = Path(item.path)
-    if not path.is_file():
-        raise NotFoundError(f"item #{item.id}'s file is gone from disk; re-index its folder")
+    # Streamed from the descriptor that was checked: a path re-opened after the check
+    # could be swapped for a link in between.
+    f = open_indexed(path, item.size, item.mtime_ns, f"item #{item.id}")
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, headers=_CACHE,
-                        content_disposition_type="inline", filename=path.name)
+    headers = {**_CACHE, "Content-Length": str(item.size),
+               "Content-Disposition": f"inline; filename*=utf-8''{quote(path.name)}"}
+    return StreamingResponse(_chunks(f), media_type=media, headers=headers)
 
 
 @router.get(
     "/items/{item_id:int}/thumbnail", response_class=FileResponse, summary="A JPEG thumbnail",
     responses={200: {"content": {"image/jpeg": {}}, "description": "EXIF-rotated JPEG."}},
 )
-def get_thumbnail(
+async def get_thumbnail(
     item: ItemDep,
     state: StateDep,
+    request: Request,
     size: Annotated[int, Query(ge=16, le=1024, description=(
         "Longest side in pixels; rounded up to one of 64, 128, 256, 384, 512, 768, 1024."))] = 256,
 ) -> FileResponse:
     """A thumbnail, made once and cached on disk (keyed by the file's content)."""
-    path = state.thumbs.get(item, size)
+    path = await run_in_threadpool(state.thumbs.cached, item, size)
+    if path is None:  # decoding is heavy work: it waits for a slot (503 when full)
+        async with request.app.state.heavy.slot():
+            path = await run_in_threadpool(state.thumbs.get, item, size)
     return FileResponse(path, media_type="image/jpeg", headers=_CACHE)

@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
-from clipfind.api.http.models import MAX_ID, HitOut
-from clipfind.api.http.uploads import body_openapi, read_body
+from clipfind.api.http.deps import CollectionDep, StateDep
+from clipfind.api.http.limits import SetName, Text, check_prompts, heavy
+from clipfind.api.http.models import MAX_ID, Filter, HitOut
+from clipfind.api.http.uploads import body_openapi, json_openapi, read_body, read_json
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import decode_image
 from clipfind.search.zeroshot.classify import classify_vector
@@ -23,7 +25,10 @@ router = APIRouter(tags=["labels"])
 MAX_LABELS = 1000
 Templates = Field(None, max_length=100, description=(
     "A shipped template set by name ('simple', 'imagenet', ...) as a one-element list, "
-    "or your own templates, each with '{}' for the label. Default: 'simple'."))
+    "or your own templates, each with '{}' for the label. Default: 'simple'. Labels x "
+    "templates is at most 4000 prompts."))
+# A label set's name in a URL: 1-100 characters, no NUL (both backends store it alike).
+SetParam = Annotated[SetName, PathParam(description="The label set's name (1-100 characters).")]
 
 
 class LabelScoreOut(BaseModel):
@@ -36,9 +41,10 @@ class ClassifyRequest(BaseModel):
     uploaded ``image`` file with the same fields as multipart form fields."""
 
     model_config = ConfigDict(extra="forbid")
-    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
+    labels: list[Text] = Field(min_length=1, max_length=MAX_LABELS,
+                               description="Each at most 200 characters.")
     item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
-    templates: list[str] | None = Templates
+    templates: list[Text] | None = Templates
     multi_label: bool = Field(False, description="Score each label independently.")
     top: int | None = Field(None, ge=1, le=MAX_LABELS, description="Keep the best N labels.")
     threshold: float | None = Field(None, ge=0, le=1, description="Minimum score to accept.")
@@ -53,12 +59,13 @@ class ClassifyOut(BaseModel):
 
 class LabelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
-    templates: list[str] | None = Templates
+    labels: list[Text] = Field(min_length=1, max_length=MAX_LABELS,
+                               description="Each at most 200 characters.")
+    templates: list[Text] | None = Templates
     multi_label: bool = False
     threshold: float | None = Field(None, ge=0, le=1)
     top: int | None = Field(None, ge=1, le=MAX_LABELS)
-    path: str | None = Field(None, max_length=1000, description="Only items matching this glob.")
+    path: Filter | None = Field(None, description="Only items matching this glob.")
 
 
 class LabelRunOut(BaseModel):
@@ -97,19 +104,19 @@ class LabelItemsOut(BaseModel):
     next_offset: int | None = None
 
 
-BODY_MODELS = [ClassifyRequest]
+BODY_MODELS = [ClassifyRequest, LabelRequest]
 
 
-def templates_arg(value: list[str] | None) -> str | list[str] | None:
+def templates_arg(value: list[str] | None, labels: list[str]) -> str | list[str] | None:
     """A shipped set's name, or literal templates: never a path (the server's files
-    stay out of reach)."""
-    if not value:
-        return None
-    if len(value) == 1 and "{}" not in value[0]:
+    stay out of reach). At most MAX_PROMPTS prompts with ``labels``."""
+    chosen: str | list[str] | None = value or None
+    if value and len(value) == 1 and "{}" not in value[0]:
         if value[0] not in available_templates():
             raise QueryError(f"no template set {value[0]!r}; known: {', '.join(available_templates())}")
-        return value[0]
-    return value
+        chosen = value[0]
+    check_prompts(labels, chosen)
+    return chosen
 
 
 def _classify(state: Any, req: ClassifyRequest, upload: bytes | None) -> ClassifyOut:
@@ -117,6 +124,7 @@ def _classify(state: Any, req: ClassifyRequest, upload: bytes | None) -> Classif
         raise QueryError("give exactly one image: 'item' (an indexed item's id) or an "
                          "uploaded 'image' file (multipart)")
     encoder = state.encoder
+    templates_arg(req.templates, req.labels)  # refuse too many prompts before any decoding
     if upload is not None:
         image = decode_image(upload, encoder.image_size, state.settings.max_pixels, "upload").image
         vector = encoder.encode_images([image])[0]
@@ -125,18 +133,29 @@ def _classify(state: Any, req: ClassifyRequest, upload: bytes | None) -> Classif
         if vector is None:
             raise NotFoundError(f"item #{req.item} is not in the collection")
         state.collection.bind_model(encoder)
-    result = classify_vector(encoder, vector, req.labels, templates_arg(req.templates),
+    result = classify_vector(encoder, vector, req.labels, templates_arg(req.templates, req.labels),
                              req.multi_label, req.top, req.threshold)
     return ClassifyOut(**result.as_dict())
 
 
+def split_labels(fields: list[str]) -> list[str]:
+    """Multipart ``labels`` fields, each possibly comma-separated, as one list (what is
+    left empty is refused by the classifier with its own message)."""
+    parts = [p.strip() for field in fields for p in field.split(",")]
+    return [p for p in parts if p] or fields
+
+
 @router.post("/classify", response_model=ClassifyOut, summary="Zero-shot classify one image",
              openapi_extra=body_openapi(ClassifyRequest, "JSON with 'item', or multipart "
-                                        "with an 'image' file and the same fields."))
+                                        "with an 'image' file and the same fields."),
+             dependencies=[Depends(heavy)])
 async def classify(request: Request, state: StateDep) -> ClassifyOut:
     """Scores in transformers' shape, ``[{"label", "score"}]`` best first; ``accepted``
     is empty when the image is none of these."""
     req, upload = await read_body(request, ClassifyRequest, state.settings.max_upload_bytes)
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        # a form field says "cat,dog,car" as the CLI's --labels does: three labels
+        req = req.model_copy(update={"labels": split_labels(req.labels)})
     return await run_in_threadpool(_classify, state, req, upload)
 
 
@@ -145,28 +164,33 @@ def list_sets(collection: CollectionDep) -> list[LabelSetOut]:
     return [LabelSetOut(**s.as_dict()) for s in list_label_sets(collection.catalog)]
 
 
-@router.post("/labels/{set_name}", response_model=LabelRunOut, summary="Label the collection")
-def label_set(set_name: str, body: LabelRequest, collection: CollectionDep,
-              encoder: EncoderDep) -> LabelRunOut:
-    """Score every indexed item against ``labels`` (from the stored vectors; nothing is
-    decoded) and store the result as ``set_name``, replacing an earlier set of that name."""
-    summary = label_collection(collection, encoder, body.labels, name=set_name,
-                               templates=templates_arg(body.templates),
+def _label(state: Any, set_name: str, body: LabelRequest) -> LabelRunOut:
+    summary = label_collection(state.collection, state.encoder, body.labels, name=set_name,
+                               templates=templates_arg(body.templates, body.labels),
                                multi_label=body.multi_label, threshold=body.threshold,
                                top=body.top, path=body.path or None)
     return LabelRunOut(**summary.as_dict())
 
 
+@router.post("/labels/{set_name}", response_model=LabelRunOut, summary="Label the collection",
+             openapi_extra=json_openapi(LabelRequest), dependencies=[Depends(heavy)])
+async def label_set(set_name: SetParam, request: Request, state: StateDep) -> LabelRunOut:
+    """Score every indexed item against ``labels`` (from the stored vectors; nothing is
+    decoded) and store the result as ``set_name``, replacing an earlier set of that name."""
+    body = await read_json(request, LabelRequest)
+    return await run_in_threadpool(_label, state, set_name, body)
+
+
 @router.get("/labels/{set_name}", response_model=LabelSetOut, summary="A label set and its counts")
-def get_set(set_name: str, collection: CollectionDep) -> LabelSetOut:
+def get_set(set_name: SetParam, collection: CollectionDep) -> LabelSetOut:
     return LabelSetOut(**label_set_summary(collection.catalog, set_name).as_dict())
 
 
 @router.get("/labels/{set_name}/items", response_model=LabelItemsOut,
             summary="Browse the items given a label")
 def label_items(
-    set_name: str, collection: CollectionDep,
-    label: Annotated[str, Query(min_length=1, max_length=300)],
+    set_name: SetParam, collection: CollectionDep,
+    label: Annotated[Text, Query(min_length=1)],
     k: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> LabelItemsOut:

@@ -21,7 +21,8 @@ def features() -> list[str]:
 
 
 @public.get("/health", response_model=HealthOut, summary="Liveness (no API key needed)")
-def health() -> HealthOut:
+async def health() -> HealthOut:
+    # async: answered on the event loop, never queued behind busy worker threads
     return HealthOut(version=__version__)
 
 

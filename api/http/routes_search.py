@@ -7,11 +7,23 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
-from clipfind.api.http.models import MAX_ID, MAX_TERMS, HitOut, SearchOut, SearchRequest
+from clipfind.api.http.limits import MAX_TEXT, QueryText, Text, heavy
+from clipfind.api.http.models import (
+    DATE_HELP,
+    DATE_PATTERN,
+    MAX_ID,
+    MAX_TERMS,
+    Filter,
+    HitOut,
+    SearchOut,
+    SearchRequest,
+)
 from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.search import Filters, SearchPage, Term, parse_date
@@ -38,6 +50,9 @@ def build_api_terms(req: SearchRequest, upload: bytes | None = None) -> list[Ter
             raise QueryError(f"term weight {term.weight:g} is out of range (|w| <= {MAX_WEIGHT:g})")
         if term.item_id is not None and not 0 < term.item_id < MAX_ID:
             raise NotFoundError(f"item #{term.item_id} is not in the collection")
+        if term.text is not None and len(term.text) > MAX_TEXT:
+            raise QueryError(f"a query text is {len(term.text)} characters; at most {MAX_TEXT} "
+                             "(the model reads 77 tokens)")
     if not terms:
         raise QueryError("the query is empty: give q (text), items, or an example image")
     return terms
@@ -67,35 +82,44 @@ def run(collection, encoder, req: SearchRequest, upload: bytes | None = None) ->
     return page_out(page)
 
 
-@router.get("/search", response_model=SearchOut, summary="Search by text and item ids")
+@router.get("/search", response_model=SearchOut, summary="Search by text and item ids",
+            dependencies=[Depends(heavy)])
 def search_get(
     collection: CollectionDep,
     encoder: EncoderDep,
-    q: Annotated[str | None, Query(max_length=2000, description=(
+    q: Annotated[QueryText | None, Query(description=(
         "Text or the query syntax: '2:dog + #42 - leash'."))] = None,
-    not_: Annotated[list[str], Query(alias="not", max_length=MAX_TERMS,
-                                     description="Texts to steer away from; repeatable.")] = [],  # noqa: B006
+    not_: Annotated[list[Text], Query(alias="not", max_length=MAX_TERMS,
+                                      description="Texts to steer away from; repeatable.")] = [],  # noqa: B006
     item: Annotated[list[int], Query(max_length=MAX_TERMS, description=(
         "Ids of indexed items to search by example ('more like this'); repeatable."))] = [],  # noqa: B006
     k: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=10_000)] = 0,
     min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
-    path: Annotated[str | None, Query(max_length=1000, description="Glob on the full path.")] = None,
-    after: Annotated[str | None, Query(max_length=40, description="YYYY[-MM[-DD]].")] = None,
-    before: Annotated[str | None, Query(max_length=40, description="YYYY[-MM[-DD]].")] = None,
-    label: Annotated[str | None, Query(max_length=300, description="LABEL or SET:LABEL.")] = None,
+    path: Annotated[Filter | None, Query(description="Glob on the full path.")] = None,
+    after: Annotated[str | None, Query(max_length=40, pattern=DATE_PATTERN,
+                                       description=f"Taken on or after: {DATE_HELP}")] = None,
+    before: Annotated[str | None, Query(max_length=40, pattern=DATE_PATTERN,
+                                        description=f"Taken on or before: {DATE_HELP}")] = None,
+    label: Annotated[Filter | None, Query(max_length=301, description="LABEL or SET:LABEL.")] = None,
 ) -> SearchOut:
-    """Rank the collection's images. Pages are stable (ties by id); filters apply
-    before top-k, so a filtered page is full of matching items."""
-    req = SearchRequest(q=q, not_=not_, items=item, k=k, offset=offset, min_score=min_score,
-                        path=path, after=after, before=before, label=label)
+    """Rank the collection's images. At least one of ``q``, ``not`` or ``item`` must be
+    given (else 422). Pages are stable (ties by id); filters apply before top-k, so a
+    filtered page is full of matching items."""
+    try:
+        req = SearchRequest(q=q, not_=not_, items=item, k=k, offset=offset, min_score=min_score,
+                            path=path, after=after, before=before, label=label)
+    except ValidationError as exc:  # the same rules as the body: a 422, never a 500
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
     return run(collection, encoder, req)
 
 
 @router.post(
     "/search", response_model=SearchOut, summary="Search by a mix of texts, items and an image",
     openapi_extra=body_openapi(SearchRequest, "JSON, or the same fields as multipart form "
-                               "fields with an 'image' file part to search by example."),
+                               "fields with an 'image' file part to search by example. At "
+                               "least one of q, not, items, not_items or image."),
+    dependencies=[Depends(heavy)],
 )
 async def search_post(request: Request, state: StateDep) -> SearchOut:
     """Weighted mixes, negatives, item ids, and search by an uploaded example image."""

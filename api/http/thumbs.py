@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from clipfind.errors import ImageDecodeError, NotFoundError
-from clipfind.imageio import decode_image
+from clipfind.imageio import decode_image, open_indexed
 from clipfind.store import Item
 
 SIZES = (64, 128, 256, 384, 512, 768, 1024)
@@ -31,16 +31,25 @@ class ThumbnailCache:
         key = (item.content_hash or f"{item.size}-{item.mtime_ns}")[:16]
         return self.folder / str(size) / f"{item.id}-{key}.jpg"
 
+    def cached(self, item: Item, size: int) -> Path | None:
+        """The thumbnail file if it is made already (cheap: no decoding)."""
+        path = self.path_for(item, snap_size(size))
+        # The original is checked even when a thumbnail is cached: an item whose file is
+        # gone or replaced is answered the same way on every URL.
+        open_indexed(Path(item.path), item.size, item.mtime_ns, f"item #{item.id}").close()
+        return path if path.is_file() else None
+
     def get(self, item: Item, size: int) -> Path:
         """The thumbnail file of ``item`` at the snapped ``size``, made if needed."""
         size = snap_size(size)
         path = self.path_for(item, size)
-        if path.is_file():
-            return path
-        try:
-            data = Path(item.path).read_bytes()
-        except OSError as exc:
-            raise NotFoundError(f"item #{item.id}'s file is gone or unreadable; re-index") from exc
+        with open_indexed(Path(item.path), item.size, item.mtime_ns, f"item #{item.id}") as f:
+            if path.is_file():
+                return path
+            try:
+                data = f.read()
+            except OSError as exc:
+                raise NotFoundError(f"item #{item.id}'s file is unreadable; re-index") from exc
         try:
             image = decode_image(data, size, self.max_pixels, name=f"item #{item.id}").image
         except ImageDecodeError as exc:

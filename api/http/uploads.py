@@ -7,15 +7,18 @@ decoded later by the same safe decoder the indexer uses (pixel cap, EXIF, format
 
 from __future__ import annotations
 
+import io
 import typing
 from typing import Any, TypeVar
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+from PIL import Image
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 from clipfind.api.http.errors import PayloadTooLarge
+from clipfind.errors import ClipfindError, ImageDecodeError
 
 M = TypeVar("M", bound=BaseModel)
 FILE_FIELD = "image"
@@ -53,6 +56,33 @@ async def _read_upload(upload: UploadFile, limit: int) -> bytes:
     return data
 
 
+def check_upload_pixels(data: bytes, max_pixels: int) -> None:
+    """Refuse an upload of more than ``max_pixels`` from its header alone, before any
+    pixel is decoded (a 400 KB PNG can claim 144 Mpx). What Pillow cannot identify is
+    left to the decoder, which gives the reason."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+    except Exception:  # not an image, truncated header, ...: the decoder says which
+        return
+    if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"upload: {width}x{height} exceeds the {max_pixels:,}-pixel cap for uploads "
+            "(the server's max_upload_pixels / CLIPFIND_MAX_UPLOAD_PIXELS); send a smaller image")
+
+
+def _json_type(request: Request) -> bool:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
+
+
+async def read_json(request: Request, model: type[M]) -> M:
+    """A JSON body as ``model``; bytes that are not UTF-8 JSON are a 422 with a message."""
+    if not _json_type(request):
+        raise HTTPException(415, "unsupported content type: send application/json")
+    return _validate(model, await request.body() or b"{}", json=True)
+
+
 async def read_body(request: Request, model: type[M], limit: int) -> tuple[M, bytes | None]:
     """Parse a JSON or multipart body into ``model`` and the uploaded image's bytes."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -67,8 +97,11 @@ async def read_body(request: Request, model: type[M], limit: int) -> tuple[M, by
                 if upload is not None and not isinstance(upload, UploadFile):
                     raise HTTPException(422, f"'{FILE_FIELD}' must be a file part, not a text field")
                 data = await _read_upload(upload, limit) if upload is not None else None
+                if data is not None:
+                    settings = request.app.state.settings
+                    check_upload_pixels(data, min(settings.max_upload_pixels, settings.max_pixels))
                 return parsed, data
-        except (HTTPException, RequestValidationError):
+        except (HTTPException, RequestValidationError, ClipfindError):
             raise
         except Exception as exc:  # malformed multipart: the client's fault, say so
             raise HTTPException(400, f"cannot parse the multipart body: {exc}") from exc
@@ -76,6 +109,13 @@ async def read_body(request: Request, model: type[M], limit: int) -> tuple[M, by
         415, f"unsupported content type {ctype or 'none'!r}: send application/json, or "
         f"multipart/form-data with an '{FILE_FIELD}' file part",
     )
+
+
+def json_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` for a JSON body read by :func:`read_json` (the schema itself is
+    registered in the components by :func:`add_body_schemas`)."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
 def body_openapi(model: type[BaseModel], description: str) -> dict[str, Any]:
