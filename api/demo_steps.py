@@ -4,6 +4,7 @@ synthetic pictures are known to show."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ def label_step(ctx: DemoContext) -> DemoSection:
     return DemoSection("zero-shot labeling (clipfind label, from stored vectors)", [
         f"{len(ctx.labels)} photos × {len(labels)} labels in {summary.seconds:.2f}s: "
         f"{right}/{len(ctx.labels)} labelled correctly, {summary.none_of_these} 'none of these'",
-        "try: clipfind labels show demo-shapes --data-dir " + str(ctx.settings.data_dir),
+        f"try: clipfind labels show demo-shapes --collection {ctx.settings.collection} "
+        f"--data-dir {shlex.quote(str(ctx.settings.data_dir))}",
     ])
 
 

@@ -60,6 +60,10 @@ def search(
         raise QueryError(f"k must be between 1 and {MAX_K}")
     if offset < 0:
         raise QueryError("offset must be >= 0")
+    from clipfind.search.validate import check_search
+
+    # refuse what can be refused before the model loads (seconds)
+    check_search(collection.catalog, terms, filters, collection.settings.max_pixels)
     needs_model = any(t.item_id is None for t in terms)
     if needs_model:
         collection.bind_model(encoder)

@@ -6,7 +6,8 @@ A query is a weighted sum of terms, rclip-style::
 
 * terms are separated by `` + `` or `` - `` (spaces around the sign);
 * ``W:`` before a term weights it (default 1);
-* a term that names an existing image file is an example image, ``#N`` an indexed item;
+* a term ending in an image extension (or starting with ``/``, ``./``, ``../``, ``~/``)
+  names an example image file, which must exist; ``#N`` is an indexed item;
 * anything else is text.
 
 The query vector is the normalised sum of weighted, normalised term vectors; negative
@@ -64,7 +65,19 @@ def parse_term(raw: str, weight: float = 1.0, allow_files: bool = True) -> Term:
     path = Path(raw).expanduser()
     if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
         return Term(weight, image=path)
+    if _names_a_file(raw):  # a misspelt file must not quietly become a text query
+        why = ("a term ending in an image extension or starting with /, ./, ../ or ~/ "
+               "names an example image")
+        if path.exists():
+            raise QueryError(f"{raw!r} is not an image file: {why}")
+        raise NotFoundError(f"{raw!r} does not exist: {why}")
     return Term(weight, text=raw)
+
+
+def _names_a_file(raw: str) -> bool:
+    """``beach.jpg``, ``~/ref.png`` and ``./shots/a`` name files; ``AC/DC`` is words."""
+    return (Path(raw).suffix.lower() in IMAGE_EXTENSIONS
+            or raw.startswith(("/", "./", "../", "~/")))
 
 
 def parse_query(text: str, allow_files: bool = True) -> list[Term]:

@@ -7,10 +7,10 @@ import importlib
 import logging
 import sys
 
-import click
 import typer
 
-from clipfind.errors import ClipfindError
+from clipfind.api.cli.failures import run_guarded
+from clipfind.api.cli.help_names import plain_help_names
 
 app = typer.Typer(
     name="clipfind",
@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+_STATE = {"verbose": False}  # --verbose, for the traceback of an internal error
 
 COMMAND_MODULES = [
     "clipfind.api.cli.engine_cmds",
@@ -36,6 +37,7 @@ def _root(
 ) -> None:
     from rich.logging import RichHandler
 
+    _STATE["verbose"] = verbose
     handler = RichHandler(console=_stderr_console(), show_path=False)
     handler.addFilter(_OwnOrSevere(logging.INFO if verbose else logging.WARNING))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
@@ -67,32 +69,26 @@ def _stderr_console():  # type: ignore[no-untyped-def]
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+plain_help_names(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``clipfind`` console script."""
-    try:
-        # Without standalone mode typer *returns* the code of an Exit it caught; Ctrl-C
-        # is one of them (Exit(130)), which used to end the run silently with status 0.
-        code = app(args=argv, standalone_mode=False)
-    except ClipfindError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("interrupted; finished batches are saved, run the command again to resume",
-              file=sys.stderr)
-        return 130
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        code = 130
-    if code == 130:
-        print("interrupted; finished batches are saved, run the command again to resume",
-              file=sys.stderr)
-    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+    """Entry point of the ``clipfind`` console script: usage mistakes, domain errors and
+    Ctrl-C end in one line and an exit code (:mod:`clipfind.api.cli.failures`)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    _STATE["verbose"] = False
+    return run_guarded(lambda: app(args=args, prog_name="clipfind", standalone_mode=False),
+                       verbose=lambda: _STATE["verbose"] or _verbose_before_command(args))
+
+
+def _verbose_before_command(args: list[str]) -> bool:
+    """``--verbose`` given, when the run failed before the callback recorded it."""
+    for arg in args:
+        if arg in ("--verbose", "-v"):
+            return True
+        if not arg.startswith("-"):
+            return False
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover
