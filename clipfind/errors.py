@@ -51,6 +51,11 @@ class CollectionError(ClipfindError):
     http_status = 409
 
 
+class SchemaVersionError(CollectionError):
+    """The catalog was written by a newer clipfind (a schema revision this code does not
+    know): it is refused, untouched, rather than misread."""
+
+
 class FileChangedError(CollectionError):
     """An item's file is no longer the file that was indexed (replaced, or now a link
     to something else): it is not read or served until its folder is indexed again."""

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 from clipfind.errors import CollectionError
 from clipfind.store.filtering import ids_matching
 from clipfind.store.labels import LabelStore
-from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Base, Item, Meta
+from clipfind.store.migrate import upgrade_schema
+from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Item, Meta
 from clipfind.store.status import IN_CHUNK
 from clipfind.store.texts import TextStore
 
@@ -88,7 +89,7 @@ class Catalog:
         self.url = url
         try:
             self.engine = _make_engine(url)
-            Base.metadata.create_all(self.engine)
+            upgrade_schema(self.engine, _safe_url(url))
         except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             # a typo in --db-url, a server that is down, a missing driver: one sentence
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -1,0 +1,90 @@
+"""The catalog's schema version: every open brings a collection to the code's Alembic
+revision, upgrading it in place (SQLite and PostgreSQL alike), and a collection written
+by a newer clipfind is refused untouched. The revisions ship as package data in
+``clipfind/store/migrations``; no ``alembic.ini`` is read at run time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from clipfind.errors import CollectionError, SchemaVersionError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# The head of migrations/versions (tests/test_migrations.py checks they agree): a catalog
+# at this revision opens without importing Alembic, which costs more than half a second.
+SCHEMA_REVISION = "0001"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
+
+
+def head_revision() -> str:
+    """The revision this code writes."""
+    head = _script().get_current_head()
+    assert head is not None, "clipfind/store/migrations/versions holds no revision"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's revision; ``None`` for an empty database or one made before
+    migrations existed."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return ",".join(sorted(rows)) or None  # several rows (branches): never a known revision
+
+
+def upgrade_schema(engine: Engine, shown_url: str) -> None:
+    """Bring the catalog at ``engine`` to :func:`head_revision` (creating its tables when
+    it is new). Raises :class:`SchemaVersionError` when the catalog is newer than this
+    code (left unchanged)."""
+    current = current_revision(engine)
+    if current == SCHEMA_REVISION:
+        return
+    from alembic import command
+    from alembic.util.exc import CommandError
+
+    script = _script()
+    head = head_revision()
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise SchemaVersionError(
+            f"The catalog {shown_url} was written by a newer version of clipfind (schema "
+            f"revision {current}; this version knows up to {head}). Upgrade clipfind "
+            "(pip install -U clipfind) to open it; nothing was changed.")
+    log.info("upgrading catalog %s from schema %s to %s", shown_url, current or "(none)", head)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), "head")
+    except (SQLAlchemyError, CommandError) as exc:
+        # Two processes opening one new catalog race to create it: the loser's upgrade
+        # fails on the winner's tables, and the catalog is at head all the same.
+        if current_revision(engine) == head:
+            return
+        if isinstance(exc, CommandError):
+            raise CollectionError(f"Cannot upgrade the catalog {shown_url}: {exc}") from exc
+        raise

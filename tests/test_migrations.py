@@ -1,0 +1,237 @@
+"""The catalog's schema version: a catalog written before migrations existed opens with
+nothing lost, a catalog newer than the code is refused untouched (exit 7), and the
+migrations build exactly the tables ``schema.py`` declares."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipfind.config import Settings
+from clipfind.errors import SchemaVersionError
+from clipfind.search import build_terms, search
+from clipfind.search.texts import search_texts
+from clipfind.search.zeroshot.labeling import label_rows, list_label_sets
+from clipfind.store.catalog import Catalog
+from clipfind.store.collection import Collection
+from clipfind.store.migrate import SCHEMA_REVISION, current_revision, head_revision
+from tests.fakes import ColourEncoder
+
+FIXTURE = Path(__file__).parent / "fixtures" / "catalog_v0.sql"
+
+
+def _restore(db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db)
+    conn.executescript(FIXTURE.read_text())
+    conn.close()
+
+
+def _raw(db: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def old_collection(tmp_path: Path) -> tuple[Settings, Path]:
+    """The fixture catalog (written by clipfind before migrations) as a collection."""
+    settings = Settings(data_dir=tmp_path / "data", model="fake-colour", workers=1)
+    db = settings.collection_dir / "catalog.db"
+    _restore(db)
+    return settings, db
+
+
+def test_catalog_from_before_migrations_opens_with_nothing_lost(old_collection) -> None:  # type: ignore[no-untyped-def]
+    settings, db = old_collection
+    items = _raw(db, "SELECT id, path, status, vector, content_hash, width, taken_at FROM items")
+    sets = _raw(db, "SELECT name, labels, params FROM label_sets")
+    labels = _raw(db, "SELECT s.name, l.item_id, l.label, l.score, l.rank FROM item_labels l "
+                      "JOIN label_sets s ON s.id = l.set_id")
+    texts = _raw(db, "SELECT id, key, text, vector FROM texts")
+    assert (len(items), len(sets), len(labels), len(texts)) == (15, 2, 23, 3)
+    assert "alembic_version" not in {r[0] for r in _raw(db, "SELECT name FROM sqlite_master")}
+
+    collection = Collection(settings)
+    try:
+        assert current_revision(collection.catalog.engine) == head_revision()
+        # every row is still there, byte for byte
+        assert _raw(db, "SELECT id, path, status, vector, content_hash, width, taken_at "
+                        "FROM items") == items
+        assert _raw(db, "SELECT id, key, text, vector FROM texts") == texts
+        # ... and the store's methods find them
+        catalog = collection.catalog
+        assert catalog.count() == 14 and len(catalog.skipped()) == 1
+        ids, vecs = next(catalog.iter_vectors())
+        assert ids.tolist() == [r[0] for r in items if r[2] == "ok"]
+        assert vecs.tobytes() == b"".join(r[3] for r in items if r[2] == "ok")
+        found = {s.name: s for s in list_label_sets(catalog)}
+        assert found["colours"].counts == {"red": 4, "green": 3, "blue": 3, "yellow": 3}
+        assert found["warm-cold"].params["multi_label"] is True
+        assert sorted((r.item_id, r.label, r.score, r.rank)
+                      for n in found for r in label_rows(catalog, n)) == \
+            sorted((i, lab, s, rk) for _, i, lab, s, rk in labels)
+        assert catalog.texts.keys() == {k: i for i, k, _, _ in texts}
+        # the collection is searchable as it was: same model, index rebuilt from the rows
+        encoder = ColourEncoder()
+        page = search(collection, encoder, build_terms("red"), k=4)
+        assert {Path(h.path).parent.name for h in page.hits} <= {"red", "photos"}
+        assert len(page.hits) == 4
+        hits = search_texts(collection, encoder.encode_texts(["green"])[0], k=1)
+        assert hits[0].key == "t3"
+        red = catalog.ids_matching(label="colours:red")
+        assert len(red) == 4
+    finally:
+        collection.close()
+    # opening again is a no-op at the code's revision
+    again = Catalog(f"sqlite:///{db}")
+    assert current_revision(again.engine) == SCHEMA_REVISION
+    again.close()
+
+
+def test_new_catalog_is_created_at_the_code_revision(tmp_path: Path) -> None:
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    assert current_revision(catalog.engine) == head_revision() == SCHEMA_REVISION
+    assert catalog.count() == 0 and catalog.texts.keys() == {}
+    catalog.close()
+
+
+def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
+    """A change to ``schema.py`` without a migration beside it fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from clipfind.store.schema import Base
+
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with catalog.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    catalog.close()
+    assert diff == []
+
+
+def _make_newer(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    conn.commit()
+    conn.close()
+
+
+def test_catalog_newer_than_the_code_is_refused_untouched(old_collection) -> None:  # type: ignore[no-untyped-def]
+    settings, db = old_collection
+    Catalog(f"sqlite:///{db}").close()
+    _make_newer(db)
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with pytest.raises(SchemaVersionError) as err:
+        Collection(settings)
+    assert err.value.exit_code == 7
+    message = str(err.value)
+    assert "newer version of clipfind" in message and "9999_from_the_future" in message
+    assert SCHEMA_REVISION in message
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert _raw(db, "SELECT version_num FROM alembic_version") == [("9999_from_the_future",)]
+
+
+def test_cli_refuses_a_newer_catalog_in_one_line_exit_7(old_collection) -> None:  # type: ignore[no-untyped-def]
+    settings, db = old_collection
+    Catalog(f"sqlite:///{db}").close()
+    _make_newer(db)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("clipfind")), "info", "--data-dir",
+         str(settings.data_dir)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 7, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert "newer version of clipfind" in lines[0]
+
+
+def test_vectors_survive_as_float32(old_collection) -> None:  # type: ignore[no-untyped-def]
+    """The dump's vectors are the ColourEncoder's: unit length after the upgrade."""
+    settings, _ = old_collection
+    catalog = Catalog(settings.database_url)
+    _, vecs = next(catalog.iter_vectors())
+    catalog.close()
+    assert vecs.shape == (14, 8)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+# -- PostgreSQL: the same upgrade in place, on a throwaway server --------------------------
+@pytest.fixture(scope="module")
+def pg_url():  # type: ignore[no-untyped-def]
+    """A URL factory for databases on a private PostgreSQL server (skipped when the
+    server binaries or the psycopg driver are absent)."""
+    import shutil
+    import tempfile
+
+    psycopg = pytest.importorskip("psycopg")
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries not installed")
+    # not under pytest's tmp folder: its parents are private to root, the server's are not
+    root = Path(tempfile.mkdtemp(prefix="clipfind-pg-"))
+    # the server refuses to run as root: run it as the 'postgres' account when we are root
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", 54000 + os.getpid() % 1000
+    for argv in ([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
+                 [pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                  f"-p {port} -k {root} -c listen_addresses=''", "start"]):
+        run = subprocess.run([*prefix, *argv], capture_output=True, text=True)
+        if run.returncode:  # no 'postgres' account, a port taken, ...: this machine can't
+            shutil.rmtree(root, ignore_errors=True)
+            pytest.skip(f"cannot start a PostgreSQL server: {run.stderr.strip()[:200]}")
+    admin = psycopg.connect(f"host={root} port={port} user=postgres dbname=postgres", autocommit=True)
+
+    def make(name: str) -> str:
+        admin.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://postgres@/{name}?host={root}&port={port}"
+
+    yield make
+    admin.close()
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(pg_url) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    from clipfind.store.schema import Base, Item, ItemLabel, LabelSet, TextEntry
+
+    url = pg_url("legacy")
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)  # how clipfind made a catalog before migrations
+    vector = np.arange(8, dtype=np.float32).tobytes()
+    with Session(engine) as s, s.begin():
+        s.add(Item(path="/p/a.png", size=1, mtime_ns=1, status="ok", vector=vector,
+                   indexed_at=datetime.now()))
+        s.add(LabelSet(name="set", labels='["a"]', templates="[]", model="m", params="{}",
+                       created_at=datetime.now()))
+        s.flush()
+        s.add(ItemLabel(set_id=1, item_id=1, label="a", score=0.5, rank=0))
+        s.add(TextEntry(key="k", text="a text", vector=vector))
+    engine.dispose()
+
+    catalog = Catalog(url)
+    assert current_revision(catalog.engine) == SCHEMA_REVISION
+    assert catalog.vector_of(1).tobytes() == vector
+    assert catalog.labels.summary("set").counts == {"a": 1}
+    assert catalog.texts.keys() == {"k": 1}
+    with catalog.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    catalog.close()
+    with pytest.raises(SchemaVersionError, match="newer version of clipfind"):
+        Catalog(url)
