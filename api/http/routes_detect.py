@@ -15,14 +15,12 @@ from clipfind.api.http.limits import Text, heavy
 from clipfind.api.http.models import MAX_ID
 from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
-from clipfind.imageio import decode_image, read_indexed
-from clipfind.search.detect.detector import MAX_QUERIES, detect
+from clipfind.imageio import read_indexed
+from clipfind.search.detect.detector import MAX_QUERIES
+from clipfind.search.detect.picture import decode_picture, detect_picture
 from clipfind.store import ItemStatus
 
 router = APIRouter(tags=["detect"])
-# Detection runs on at most this many pixels on the long side (JPEG draft decoding gets
-# there cheaply); boxes are scaled back to the original's pixels.
-DETECT_SIDE = 1024
 
 
 class DetectRequest(BaseModel):
@@ -76,18 +74,12 @@ def _image_bytes(state: Any, req: DetectRequest, upload: bytes | None) -> tuple[
 
 def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
     data, name = _image_bytes(state, req, upload)
-    decoded = decode_image(data, DETECT_SIDE // 2, state.settings.max_pixels, name)
-    image = decoded.image
-    if max(image.size) > DETECT_SIDE:
-        image = image.copy()
-        image.thumbnail((DETECT_SIDE, DETECT_SIDE))
-    found = detect(state.encoder, image, req.queries, req.threshold, req.max_boxes)
-    sx, sy = decoded.info.width / image.width, decoded.info.height / image.height
-    out = [DetectionOut(label=d.label, score=round(float(d.score), 6), box=BoxOut(
-        xmin=round(d.box.xmin * sx, 1), ymin=round(d.box.ymin * sy, 1),
-        xmax=round(d.box.xmax * sx, 1), ymax=round(d.box.ymax * sy, 1))) for d in found]
-    return DetectOut(width=decoded.info.width, height=decoded.info.height, item=req.item,
-                     detections=out)
+    # the one size policy every shell uses (search/detect/picture.py)
+    picture = decode_picture(data, name, state.settings.max_pixels)
+    found = detect_picture(state.encoder, picture, req.queries, req.threshold, req.max_boxes)
+    out = [DetectionOut(label=d.label, score=d.score, box=BoxOut(**d.box.as_dict()))
+           for d in found.detections]
+    return DetectOut(width=found.width, height=found.height, item=req.item, detections=out)
 
 
 @router.post("/detect", response_model=DetectOut, summary="Zero-shot detect objects",
