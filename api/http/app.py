@@ -3,13 +3,11 @@ opens the collection and loads the model; shutdown cancels jobs and closes the s
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -32,9 +30,6 @@ from clipfind.errors import ClipfindError
 
 log = logging.getLogger(__name__)
 STATIC = Path(str(files("clipfind.api") / "web" / "static"))
-# Optional features: (name, module). A module whose library part has not landed is
-# left out (ImportError), and the web page hides its view (GET /info lists features).
-OPTIONAL = [("classify", "clipfind.api.http.routes_labels"), ("detect", "clipfind.api.http.routes_detect")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": why} for code, why in [
         (400, "A malformed request (e.g. an unparsable multipart body), or a Host header "
@@ -57,23 +52,11 @@ anything else is 400, against DNS rebinding. Items are addressed by id; only ind
 files are served, and only while they are still the files that were indexed."""
 
 
-def optional_routers() -> list[tuple[str, ModuleType]]:
-    """``(feature, route module)`` for each optional feature present; each module has
-    ``router`` and ``BODY_MODELS`` (bodies documented by hand: JSON or multipart)."""
-    found = []
-    for name, module in OPTIONAL:
-        try:
-            found.append((name, importlib.import_module(module)))
-        except ImportError as exc:
-            log.debug("feature %s unavailable: %s", name, exc)
-    return found
-
-
 def create_app(settings: Settings | None = None,
                encoder_factory: EncoderFactory | None = None) -> FastAPI:
     """Build the app for ``settings``. ``encoder_factory(settings, collection)`` makes
     the encoder (tests pass a fake); default: the collection's open_clip model."""
-    from clipfind.api.http import routes_items, routes_meta, routes_search
+    from clipfind.api.http import routers, routes_meta
 
     settings = settings or Settings()
 
@@ -106,10 +89,8 @@ def create_app(settings: Settings | None = None,
     app.include_router(routes_meta.public)
     secured = [Depends(require_api_key)]
     app.include_router(routes_meta.router, responses=ERRORS)
-    for module in (routes_search, routes_items):
-        app.include_router(module.router, dependencies=secured, responses=ERRORS)
-    for _name, module in optional_routers():
-        app.include_router(module.router, dependencies=secured, responses=ERRORS)
+    for router in routers.SECURED:
+        app.include_router(router, dependencies=secured, responses=ERRORS)
     _add_web(app)
     _customise_openapi(app)
     _add_docs(app, secured)
@@ -145,22 +126,14 @@ def _add_web(app: FastAPI) -> None:
 
 
 def _customise_openapi(app: FastAPI) -> None:
+    from clipfind.api.http import routers
     from clipfind.api.http.uploads import add_body_schemas
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            app.openapi_schema = add_body_schemas(schema, _body_models())
+            app.openapi_schema = add_body_schemas(schema, routers.BODY_MODELS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _body_models() -> list[Any]:
-    from clipfind.api.http.models import SearchRequest
-
-    models: list[Any] = [SearchRequest]
-    for _name, module in optional_routers():
-        models.extend(getattr(module, "BODY_MODELS", []))
-    return models

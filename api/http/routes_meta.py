@@ -13,11 +13,13 @@ public = APIRouter(tags=["server"])
 router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
 
 
-def features() -> list[str]:
-    """Optional endpoints present in this build (the web page shows views for these)."""
-    from clipfind.api.http.app import optional_routers
+# The views the web page shows besides search (``GET /info`` lists them); every build has
+# both, and the list stays for clients that read it.
+FEATURES = ("classify", "detect")
 
-    return [name for name, _ in optional_routers()]
+
+def features() -> list[str]:
+    return list(FEATURES)
 
 
 @public.get("/health", response_model=HealthOut, summary="Liveness (no API key needed)")
