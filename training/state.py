@@ -1,11 +1,12 @@
 """The resumable training state (``train_state.pt`` beside the checkpoint): weights,
-optimizer, schedule, and where the run was. Written atomically after every epoch."""
+optimizer, schedule, and where the run was (:class:`RunState`, its
+:class:`EpochMetrics`). Written atomically after every epoch."""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,30 @@ log = logging.getLogger(__name__)
 STATE_FILE = "train_state.pt"
 
 
-def save_state(out: Path, model: Any, opt: Any, sched: Any, run: Any) -> None:
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    recall: dict[str, float]
+    lr: float
+    seconds: float
+
+
+@dataclass
+class RunState:
+    """What a resumed run needs: where it was, and the best epoch so far."""
+
+    epoch: int = 0
+    step: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[EpochMetrics] = field(default_factory=list)
+
+
+def save_state(out: Path, model: Any, opt: Any, sched: Any, run: RunState) -> None:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
@@ -28,11 +52,9 @@ def save_state(out: Path, model: Any, opt: Any, sched: Any, run: Any) -> None:
     os.replace(tmp, out / STATE_FILE)
 
 
-def load_state(out: Path, model: Any, opt: Any, sched: Any) -> Any | None:
+def load_state(out: Path, model: Any, opt: Any, sched: Any) -> RunState | None:
     """Restore a run saved by :func:`save_state`; ``None`` when there is none."""
     import torch
-
-    from clipfind.training.trainer import EpochMetrics, _RunState
 
     path = out / STATE_FILE
     if not path.is_file():
@@ -41,7 +63,7 @@ def load_state(out: Path, model: Any, opt: Any, sched: Any) -> Any | None:
     model.load_state_dict(doc["model"])
     opt.load_state_dict(doc["optimizer"])
     sched.load_state_dict(doc["scheduler"])
-    run = _RunState(**doc["run"])
+    run = RunState(**doc["run"])
     run.history = [EpochMetrics(**h) for h in doc["history"]]
     log.info("resuming after epoch %d (step %d)", run.epoch, run.step)
     return run

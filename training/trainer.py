@@ -25,7 +25,7 @@ from clipfind.checkpoint import save_checkpoint
 from clipfind.training.data import PairDataset, Pairs, collate, split_indices
 from clipfind.training.metrics import mean_recall, recall_at_k
 from clipfind.training.model import Augment, Trainable, build_trainable, eval_transform, train_transform
-from clipfind.training.state import load_state, save_state
+from clipfind.training.state import EpochMetrics, RunState, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class EpochMetrics:
-    epoch: int
-    train_loss: float | None
-    val_loss: float | None
-    recall: dict[str, float]
-    lr: float
-    seconds: float
-
-
-@dataclass(frozen=True)
 class TrainResult:
     out: Path
     history: list[EpochMetrics]
@@ -109,7 +99,7 @@ def train(cfg: TrainConfig, data: PairDataset, val: PairDataset | None = None,
     warm = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, warm, total))
     loss_fn = _loss_fn(cfg.loss)
-    run = _RunState()
+    run = RunState()
     if cfg.resume:
         run = load_state(cfg.out, tr.model, opt, sched) or run
     if cfg.validate_first and val_set and not run.history:
@@ -142,19 +132,6 @@ def train(cfg: TrainConfig, data: PairDataset, val: PairDataset | None = None,
     (cfg.out / "train_summary.json").write_text(json.dumps(
         {"config": cfg.as_dict(), **result.as_dict()}, indent=2))
     return result
-
-
-@dataclass
-class _RunState:
-    """What a resumed run needs: where it was, and the best epoch so far."""
-
-    epoch: int = 0
-    step: int = 0
-    best_score: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    history: list[EpochMetrics] = field(default_factory=list)
 
 
 def _split(cfg: TrainConfig, tr: Trainable, data: PairDataset,
@@ -231,7 +208,7 @@ def _features(model: Any, pixels: Any, tokens: Any) -> tuple[Any, Any]:
 
 
 def _train_epoch(cfg: TrainConfig, tr: Trainable, data: Pairs, batch: int, epoch: int, opt: Any,
-                 sched: Any, loss_fn: Any, run: _RunState, total: int, progress: Progress | None) -> float:
+                 sched: Any, loss_fn: Any, run: RunState, total: int, progress: Progress | None) -> float:
     import torch
 
     data.set_epoch(epoch)
