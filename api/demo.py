@@ -70,6 +70,7 @@ class DemoContext:
     labels: dict[str, str]  # photo path -> "red circle"
     collection: Any = None
     encoder: Any = None
+    clip: Any = None  # the clipfind.library.Clipfind the steps call
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,7 @@ def write_photos(folder: Path, count: int = PHOTO_COUNT, seed: int = PHOTO_SEED,
 def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = None,
              k: int = 5, count: int = PHOTO_COUNT) -> DemoReport:
     """Build everything and run the searches; ``progress(stage, done, total)``."""
-    from clipfind.encoder import ClipEncoder
-    from clipfind.indexer import index_paths
-    from clipfind.store.collection import Collection
+    from clipfind.library import Clipfind
     from clipfind.training.reference import shipped_reference_model
 
     def report(stage: str) -> Callable[..., None] | None:
@@ -134,46 +133,41 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
     model_dir = shipped_reference_model()
     photos = data_dir.expanduser() / "demo-photos"
     labels = write_photos(photos, count)
+    # device, batch size and text precision come from CLIPFIND_* like every command's
     settings = Settings(data_dir=data_dir, collection="demo", model=f"local-dir:{model_dir}")
-    collection = Collection(settings)
-    encoder = ClipEncoder(settings.model or "", device=settings.device)
-    started = time.perf_counter()
-    # a new reference recipe is another model: adopt it instead of refusing the collection
-    reembed = collection.stored_model not in (None, encoder.spec)
-    summary = index_paths(collection, encoder, [photos], reembed=reembed, progress=report("indexing"))
-    index_seconds = time.perf_counter() - started
-    searches = [_text_search(collection, encoder, q, labels, k, held) for q, held in
-                [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
-    searches.append(_image_search(collection, encoder, data_dir, labels, k))
-    ctx = DemoContext(settings, model_dir, photos, labels, collection, encoder)
-    from clipfind.api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
+    with Clipfind(settings) as clip:
+        started = time.perf_counter()
+        # a new reference recipe is another model: adopt it instead of refusing the collection
+        reembed = clip.collection.stored_model not in (None, clip.encoder.spec)
+        summary = clip.index([photos], reembed=reembed, progress=report("indexing"))
+        index_seconds = time.perf_counter() - started
+        searches = [_text_search(clip, q, labels, k, held) for q, held in
+                    [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
+        searches.append(_image_search(clip, data_dir, labels, k))
+        ctx = DemoContext(settings, model_dir, photos, labels, clip.collection, clip.encoder, clip)
+        from clipfind.api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
 
-    sections = [step(ctx) for step in EXTRA_STEPS]
-    collection.close()
+        sections = [step(ctx) for step in EXTRA_STEPS]
     return DemoReport(model_dir, photos, summary.added + summary.updated + summary.unchanged,
                       summary.encoded, index_seconds, searches, sections)
 
 
-def _text_search(collection: Any, encoder: Any, query: str, labels: dict[str, str], k: int,
+def _text_search(clip: Any, query: str, labels: dict[str, str], k: int,
                  held_out: bool) -> DemoResult:
-    from clipfind.search import build_terms, search
-
-    page = search(collection, encoder, build_terms(query), k=k)
+    page = clip.search(query, k=k)
     expected = query.split(" ", 1)[1]
     return DemoResult(query, expected, [(h.path, labels.get(h.path, "?"), h.score) for h in page.hits],
                       held_out, sum(1 for v in labels.values() if v == expected))
 
 
-def _image_search(collection: Any, encoder: Any, data_dir: Path, labels: dict[str, str],
-                  k: int) -> DemoResult:
-    from clipfind.search import build_terms, search
+def _image_search(clip: Any, data_dir: Path, labels: dict[str, str], k: int) -> DemoResult:
     from clipfind.training.synthetic import ShapeSpec, render
 
     colour, shape = IMAGE_QUERY
     example = data_dir.expanduser() / "demo-example.png"
     spec = ShapeSpec(colour, shape, "large", "in the centre", "white")
     render(spec, PHOTO_SIZE, np.random.default_rng(1)).save(example)
-    page = search(collection, encoder, build_terms(images=[str(example)]), k=k)
+    page = clip.search(images=[str(example)], k=k)
     return DemoResult(f"image: {example.name} ({spec.caption})", spec.label,
                       [(h.path, labels.get(h.path, "?"), h.score) for h in page.hits],
                       available=sum(1 for v in labels.values() if v == spec.label))

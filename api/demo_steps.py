@@ -19,12 +19,11 @@ SCENE_SIZE = 160
 
 def label_step(ctx: DemoContext) -> DemoSection:
     """Label the whole collection from stored vectors and compare with the manifest."""
-    from clipfind.search.zeroshot.labeling import label_collection, label_rows
+    from clipfind.search.zeroshot.labeling import label_rows
     from clipfind.training.synthetic import ALL_COMBOS
 
     labels = [f"{colour} {shape}" for colour, shape in ALL_COMBOS]
-    summary = label_collection(ctx.collection, ctx.encoder, labels, name="demo-shapes",
-                               background=BACKGROUND)
+    summary = ctx.clip.label("demo-shapes", labels, background=BACKGROUND)
     given = {row.path: row.label for row in label_rows(ctx.collection.catalog, "demo-shapes")}
     right = sum(1 for path, truth in ctx.labels.items() if given.get(path) == truth)
     return DemoSection("zero-shot labeling (clipfind label, from stored vectors)", [
@@ -37,7 +36,6 @@ def label_step(ctx: DemoContext) -> DemoSection:
 
 def detect_step(ctx: DemoContext) -> DemoSection:
     """Find one queried shape among distractors in a few synthetic scenes."""
-    from clipfind.search.detect.detector import detect
     from clipfind.search.detect.proposals import iou
     from clipfind.training.synthetic import ALL_COMBOS, render_scene
 
@@ -48,7 +46,7 @@ def detect_step(ctx: DemoContext) -> DemoSection:
         objects = [ALL_COMBOS[j] for j in picks]
         image, truth = render_scene(objects, SCENE_SIZE, rng)
         query, box = truth[0]
-        hits = detect(ctx.encoder, image, [query], max_boxes=1)
+        hits = ctx.clip.detect(image, [query], max_boxes=1).detections
         overlap = float(iou(_box(hits[0].box), box)[0, 0]) if hits else 0.0
         found += overlap >= 0.5
         if i < 3:

@@ -248,3 +248,25 @@ def test_the_module_docstring_example_runs(tmp_path, monkeypatch, capsys):  # ty
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "3" and lines[-1] == "3"
     assert lines[1].startswith("['red.png'") and lines[2] == "blue"
+
+
+def test_the_demo_builds_its_encoder_from_the_settings_like_every_shell(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """It used to ignore CLIPFIND_BATCH_SIZE and CLIPFIND_TEXT_PRECISION."""
+    import clipfind.api.demo as demo
+    import clipfind.api.demo_steps  # noqa: F401  (registers its steps now, not in run_demo)
+
+    seen = []
+
+    def capture(ctx):  # type: ignore[no-untyped-def]
+        seen.append(ctx)
+        return demo.DemoSection("captured", [])
+
+    monkeypatch.setattr(demo, "EXTRA_STEPS", [capture])
+    monkeypatch.setenv("CLIPFIND_BATCH_SIZE", "3")
+    monkeypatch.setenv("CLIPFIND_TEXT_PRECISION", "fp32")
+    report = demo.run_demo(tmp_path / "data", k=2, count=12)
+    assert report.indexed == 12 and seen
+    encoder = seen[0].encoder
+    assert (encoder.batch_size, encoder.requested_text_precision) == (3, "fp32")
+    assert encoder.text_precision == "fp32"
+    assert seen[0].clip.encoder is encoder
