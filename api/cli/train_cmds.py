@@ -197,14 +197,12 @@ def _guess_task(data: Path) -> str:
 def _evaluate_dataset(task: str, data: Path, settings: Any, templates: str,
                       images_dir: Path | None) -> tuple[Any, str]:
     """The report, and the precision texts were encoded at."""
-    from clipfind.config import DEFAULT_MODEL
     from clipfind.encoder import ClipEncoder
     from clipfind.templates import load_templates
     from clipfind.training.data import load_labelled, load_pairs
     from clipfind.training.evaluate import evaluate_retrieval, evaluate_zero_shot
 
-    encoder = ClipEncoder(settings.model or DEFAULT_MODEL, device=settings.device,
-                          batch_size=settings.batch_size, text_precision=settings.text_precision)
+    encoder = ClipEncoder.from_settings(settings)
     update, bar = progress_bar("encoding", enabled=True)
     with bar:
         if task == "zeroshot":
