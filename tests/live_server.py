@@ -17,8 +17,14 @@ from clipfind.config import Settings
 from tests.fakes import ColourEncoder
 
 
+class Address(tuple):  # type: ignore[type-arg]
+    """``(host, port)``, with the served ``app`` (its state) alongside."""
+
+    app: Any
+
+
 @contextmanager
-def live_server(settings: Settings, encoder: Any | None = None) -> Iterator[tuple[str, int]]:
+def live_server(settings: Settings, encoder: Any | None = None) -> Iterator[Address]:
     """``(host, port)`` of a running server over ``settings``; stopped on exit."""
     enc = encoder or ColourEncoder()
     app = create_app(settings, lambda _s, _c: enc)
@@ -31,9 +37,10 @@ def live_server(settings: Settings, encoder: Any | None = None) -> Iterator[tupl
         if not thread.is_alive() or time.monotonic() > deadline:
             raise AssertionError("the server did not start")
         time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    address = Address(("127.0.0.1", server.servers[0].sockets[0].getsockname()[1]))
+    address.app = app
     try:
-        yield "127.0.0.1", port
+        yield address
     finally:
         server.should_exit = True
         thread.join(30)

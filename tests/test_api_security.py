@@ -195,3 +195,42 @@ def test_unexpected_errors_are_a_generic_500(tmp_path, caplog):  # type: ignore[
         assert "secret" not in r.text and "Traceback" not in r.text
         assert client.get("/search", params={"q": "red"}).status_code == 200  # still serving
     assert "secret internals" in caplog.text  # logged for the operator, with its trace
+
+
+def test_docs_and_schema_need_the_key_when_there_is_one(tmp_path):  # type: ignore[no-untyped-def]
+    """The README says only /health (and the data-free page) is open: so are the docs."""
+    make_photos(tmp_path / "photos")
+    with running_app(app_settings(tmp_path, api_key=KEY), index=False) as client:
+        for url in ("/docs", "/redoc", "/openapi.json"):
+            r = client.get(url)
+            assert r.status_code == 401, (url, r.status_code)
+            assert "paths" not in r.text and "swagger" not in r.text.lower()
+            assert client.get(url, headers={"X-API-Key": KEY}).status_code == 200
+        schema = client.get("/openapi.json", headers={"X-API-Key": KEY}).json()
+        assert "/search" in schema["paths"]
+    with running_app(app_settings(tmp_path), index=False) as client:  # no key: all open
+        assert client.get("/docs").status_code == 200
+        assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_the_schema_states_errors_and_input_rules(tmp_path):  # type: ignore[no-untyped-def]
+    make_photos(tmp_path / "photos")
+    with running_app(app_settings(tmp_path), index=False) as client:
+        schema = client.get("/openapi.json").json()
+    paths, models = schema["paths"], schema["components"]["schemas"]
+    for path, method in (("/search", "get"), ("/search", "post"), ("/classify", "post"),
+                         ("/detect", "post"), ("/items/{item_id}/image", "get")):
+        codes = paths[path][method]["responses"]
+        assert {"400", "401", "404", "422", "503"} <= set(codes), (path, sorted(codes))
+    assert "409" in paths["/items/{item_id}/image"]["get"]["responses"]
+    get = {p["name"]: p for p in paths["/search"]["get"]["parameters"]}
+    assert get["after"]["schema"]["anyOf"][0]["pattern"].startswith("^\\d{4}")
+    assert "YYYY-MM-DD" in get["before"]["description"]
+    assert "At least one of" in paths["/search"]["get"]["description"]
+    body = models["SearchRequest"]
+    assert "At least one of" in body["description"]
+    assert body["properties"]["after"]["anyOf"][0]["pattern"].startswith("^\\d{4}")
+    assert "At least one of" in paths["/search"]["post"]["requestBody"]["description"]
+    assert "LabelRequest" in str(paths["/labels/{set_name}"]["post"]["requestBody"])
+    text = models["ClassifyRequest"]["properties"]["labels"]["items"]
+    assert text["maxLength"] == 200

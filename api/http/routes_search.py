@@ -51,8 +51,8 @@ def build_api_terms(req: SearchRequest, upload: bytes | None = None) -> list[Ter
         if term.item_id is not None and not 0 < term.item_id < MAX_ID:
             raise NotFoundError(f"item #{term.item_id} is not in the collection")
         if term.text is not None and len(term.text) > MAX_TEXT:
-            raise QueryError(f"a query text is {len(term.text)} characters; at most {MAX_TEXT} "
-                             "(the model reads 77 tokens)")
+            raise QueryError(f"a query text is {len(term.text)} characters; each text term may "
+                             f"have at most {MAX_TEXT} characters (the model reads 77 tokens)")
     if not terms:
         raise QueryError("the query is empty: give q (text), items, or an example image")
     return terms
