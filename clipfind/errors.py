@@ -51,11 +51,29 @@ class CollectionError(ClipfindError):
     http_status = 409
 
 
+class FileChangedError(CollectionError):
+    """An item's file is no longer the file that was indexed (replaced, or now a link
+    to something else): it is not read or served until its folder is indexed again."""
+
+
 class SchemaVersionError(CollectionError):
     """The catalog was written by a newer clipfind (a schema revision this code does not
     know): it is refused, untouched, rather than misread."""
 
 
-class FileChangedError(CollectionError):
-    """An item's file is no longer the file that was indexed (replaced, or now a link
-    to something else): it is not read or served until its folder is indexed again."""
+class StorageError(CollectionError):
+    """The catalog or index cannot be read or written now (damaged pages, disk full,
+    read-only folder, database server unreachable): nothing further was written."""
+
+    http_status = 503
+
+
+class CollectionBusyError(CollectionError):
+    """Another index run holds the collection's writer lock."""
+
+    http_status = 409
+
+
+class RemovalRefusedError(CollectionError):
+    """An index run would remove items it has reason to doubt are gone (an emptied or
+    remounted root, most of a root at once): nothing was removed."""

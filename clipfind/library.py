@@ -144,15 +144,19 @@ class Clipfind:
     def index(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
               exclude: Iterable[str] = (), reembed: bool = False, prune: bool = True,
               batch_size: int | None = None, workers: int | None = None,
-              progress: Progress | None = None) -> IndexSummary:
+              progress: Progress | None = None, allow_removals: bool = False,
+              confirm: Callable[[str], bool] | None = None) -> IndexSummary:
         """Bring the collection up to date with the images under ``paths``: new and
         changed files are encoded, moved ones keep their vectors, gone ones leave
-        (``prune=False`` keeps them). ``reembed`` switches the collection to this model."""
+        (``prune=False`` keeps them). ``reembed`` switches the collection to this model.
+        An emptied root, a root on another device, or most of a root at once is removed
+        only with ``allow_removals`` (or, for the last, when ``confirm(question)`` agrees)."""
         from clipfind.indexer import index_paths
 
         return index_paths(self.collection, self.encoder, paths_of(paths), exclude,
                            batch_size=batch_size, workers=workers, reembed=reembed,
-                           prune=prune, progress=progress)
+                           prune=prune, progress=progress, allow_removals=allow_removals,
+                           confirm=confirm)
 
     def forget(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> int:
         """Drop the items under ``paths`` (the files are not touched); how many went."""

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
+
 Batch = list[Any]  # list[indexer.prepare.Prepared]
 Done = tuple[Batch, "npt.NDArray[np.float32] | None"]
 
@@ -34,7 +36,7 @@ def single_thread_torch() -> None:
     torch.set_num_threads(1)
 
 
-def plan_streams(encoder: Any, cores: int | None = None) -> tuple[int, int]:
+def plan_streams(encoder: Encoder, cores: int | None = None) -> tuple[int, int]:
     """``(streams, threads per stream)`` for ``encoder``: one single-threaded stream per
     core on a CPU (at most 2; more cores go to each stream's threads), one stream on an
     accelerator, whose work is queued on the device anyway."""
@@ -50,7 +52,7 @@ class EncodeStage:
     """Encodes submitted batches on ``streams`` threads, each batch split across them;
     finished batches come back oldest first, so the catalog is written in walk order."""
 
-    def __init__(self, encoder: Any, streams: int | None = None, threads: int | None = None) -> None:
+    def __init__(self, encoder: Encoder, streams: int | None = None, threads: int | None = None) -> None:
         planned = plan_streams(encoder)
         self.encoder = encoder
         self.streams = streams or planned[0]

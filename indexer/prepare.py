@@ -12,7 +12,7 @@ from typing import Any
 from clipfind.errors import ImageDecodeError
 from clipfind.imageio import ImageInfo, content_hash, decode_image, read_bytes
 from clipfind.indexer.walk import FileEntry
-from clipfind.store.catalog import Catalog, ItemState
+from clipfind.store.catalog import Catalog, ItemState, VectorSource
 
 # What happened to a file, decided before or instead of decoding it.
 NEW, CHANGED, MOVED, TOUCHED, DUPLICATE, SKIPPED = (
@@ -30,6 +30,10 @@ class Prepared:
     pixels: Any = None  # preprocessed tensor, for NEW/CHANGED
     info: ImageInfo | None = None
     reason: str | None = None
+    # duplicate of an item indexed before this run: its vector as of planning time (the
+    # donor's row may get another photo's vector later in the same run)
+    donor: VectorSource | None = None
+    retry: bool = False  # skipped for a passing reason: the next run tries again
 
 
 class Preparer:
@@ -59,8 +63,8 @@ class Preparer:
         action = CHANGED if old else NEW
         try:
             data = read_bytes(Path(entry.path))
-        except ImageDecodeError as exc:
-            return Prepared(entry, SKIPPED, existing_id, reason=str(exc))
+        except ImageDecodeError as exc:  # vanished, permission, I/O: may pass
+            return Prepared(entry, SKIPPED, existing_id, reason=str(exc), retry=True)
         digest = content_hash(data)
         if old is not None and old.content_hash == digest and old.status == "ok":
             return Prepared(entry, TOUCHED, existing_id, content_hash=digest)
@@ -68,9 +72,9 @@ class Preparer:
             moved = self._claim_move(digest)
             if moved is not None:
                 return Prepared(entry, MOVED, None, moved.id, digest)
-        donor = self.catalog.ids_with_hashes([digest]).get(digest)
-        if donor is not None and donor != existing_id:
-            return Prepared(entry, DUPLICATE, existing_id, donor, digest)
+        donor = self.catalog.vector_source(digest)
+        if donor is not None and donor.id != existing_id:
+            return Prepared(entry, DUPLICATE, existing_id, donor.id, digest, donor=donor)
         try:
             decoded = decode_image(data, self.target_size, self.max_pixels, name=entry.path)
             pixels = self.transform(decoded.image)
@@ -96,7 +100,7 @@ def mark_repeat(p: Prepared, first_seen: set[str]) -> None:
     if p.pixels is None or p.content_hash is None:
         return
     if p.content_hash in first_seen:
-        p.action, p.pixels, p.source_id = DUPLICATE, None, None
+        p.action, p.pixels, p.source_id, p.donor = DUPLICATE, None, None, None
     else:
         first_seen.add(p.content_hash)
 

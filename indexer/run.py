@@ -13,8 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from clipfind.errors import CollectionError
+from clipfind.encoding import Encoder
+from clipfind.errors import CollectionError, RemovalRefusedError
+from clipfind.indexer import removals
 from clipfind.indexer.encode import EncodeStage, single_thread_torch
 from clipfind.indexer.prepare import (
     CHANGED,
@@ -27,8 +30,10 @@ from clipfind.indexer.prepare import (
     Preparer,
     mark_repeat,
 )
+from clipfind.indexer.removals import Confirm
 from clipfind.indexer.walk import FileEntry, walk
 from clipfind.indexer.writer import remove_missing, write_batch
+from clipfind.store import roots as roots_facts
 from clipfind.store.catalog import ItemState
 from clipfind.store.collection import Collection, IndexUpdater
 
@@ -79,7 +84,7 @@ def default_workers() -> int:
 
 def index_paths(
     collection: Collection,
-    encoder: object,
+    encoder: Encoder,
     roots: Iterable[Path],
     exclude: Iterable[str] = (),
     batch_size: int | None = None,
@@ -87,8 +92,16 @@ def index_paths(
     reembed: bool = False,
     prune: bool = True,
     progress: Progress | None = None,
+    allow_removals: bool = False,
+    confirm: Confirm | None = None,
 ) -> IndexSummary:
-    """Bring the catalog and index up to date with the files under ``roots``."""
+    """Bring the catalog and index up to date with the files under ``roots``.
+
+    One run at a time per collection (:class:`CollectionBusyError` otherwise). Items whose
+    files are gone are removed (``prune``), except where that looks like a drive that is
+    not there: an emptied root, a root on another device, or most of a root at once
+    (:mod:`clipfind.indexer.removals`) need ``allow_removals`` (or ``confirm`` to agree,
+    for the last)."""
     started = time.perf_counter()
     roots = [Path(os.path.abspath(os.path.expanduser(str(r)))) for r in roots]
     for root in roots:
@@ -97,7 +110,22 @@ def index_paths(
                 f"{root} does not exist (unmounted drive?); nothing was changed. "
                 "Fix the path, or remove its items with `clipfind forget`."
             )
-    collection.bind_model(encoder, reembed=reembed)
+    with collection.writing():
+        summary = _index_locked(collection, encoder, roots, list(exclude), batch_size, workers,
+                                reembed, prune, progress,
+                                None if allow_removals else (confirm or _refuse))
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _refuse(question: str) -> bool:
+    return False
+
+
+def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], exclude: list[str],
+                  batch_size: int | None, workers: int | None, reembed: bool, prune: bool,
+                  progress: Progress | None, confirm: Confirm | None) -> IndexSummary:
+    """``index_paths`` under the writer lock; ``confirm`` None = removals allowed."""
     catalog = collection.catalog
     existing = catalog.states_under(roots)
     summary = IndexSummary()
@@ -106,28 +134,62 @@ def index_paths(
                         rejected=rejected))
     summary.skipped.extend(rejected)
     seen = {e.path for e in entries}
+    missing = {p: s for p, s in existing.items() if p not in seen}
+    tallies = removals.tally(roots, existing, seen, missing)
+    devices = removals.current_devices(roots)
+    if prune and confirm is not None:  # before anything is written
+        removals.check_vanished(catalog, tallies, devices)
+    if reembed:
+        collection.bind_model(encoder, reembed=True)
+        existing = catalog.states_under(roots)  # every vector forgotten: all files changed
+        missing = {p: s for p, s in existing.items() if p not in seen}
     todo = [e for e in entries if _changed(existing.get(e.path), e)]
     summary.unchanged = len(entries) - len(todo)
-    missing = {p: s for p, s in existing.items() if p not in seen}
     missing_by_hash = {s.content_hash: s for s in missing.values()
                        if s.content_hash and s.status == "ok"}
+    if not reembed and (todo or collection.stored_model != encoder.spec):
+        # The identity check loads the model: a run with no file to look at (or only
+        # removals) never loads it, unless another model was asked for.
+        collection.bind_model(encoder)
     preparer = Preparer(
-        catalog, existing, missing_by_hash, encoder.preprocess,  # type: ignore[attr-defined]
-        encoder.image_size, collection.settings.max_pixels,  # type: ignore[attr-defined]
-    )
+        catalog, existing, missing_by_hash, encoder.preprocess,
+        encoder.image_size, collection.settings.max_pixels,
+    ) if todo else None
     batch_size = batch_size or collection.settings.batch_size
     workers = workers or collection.settings.workers or default_workers()
+    refused: RemovalRefusedError | None = None
     with collection.updating() as updater:  # the index follows each batch as it commits
         pipeline_started = time.perf_counter()
-        _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary, progress,
-                      updater)
+        if preparer is not None:
+            _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary,
+                          progress, updater)
+        elif progress:
+            progress(0, 0)
         summary.pipeline_seconds = time.perf_counter() - pipeline_started
-        gone = [s.id for s in missing.values() if s.id not in preparer.claimed]
+        claimed = preparer.claimed if preparer is not None else set()
+        gone = {p: s.id for p, s in missing.items() if s.id not in claimed}
         if prune:
-            updater.apply(remove_missing(catalog, gone))
-            summary.removed = len(gone)
-    summary.seconds = time.perf_counter() - started
+            refused = _remove(catalog, updater, gone, roots, tallies, confirm, summary)
+    roots_facts.record_unstorable(catalog, roots, rejected)
+    if prune and refused is None:
+        roots_facts.record_devices(catalog, devices)
+    if refused is not None:
+        raise refused
     return summary
+
+
+def _remove(catalog: Any, updater: IndexUpdater, gone: dict[str, int], roots: list[Path],
+            tallies: list[removals.RootTally], confirm: Confirm | None,
+            summary: IndexSummary) -> RemovalRefusedError | None:
+    """Remove the items whose files are gone, unless that needs a consent not given."""
+    if confirm is not None:
+        try:
+            removals.check_share(removals.gone_per_root(gone, roots), tallies, confirm)
+        except RemovalRefusedError as exc:
+            return exc
+    updater.apply(remove_missing(catalog, list(gone.values())))
+    summary.removed = len(gone)
+    return None
 
 
 def _changed(old: ItemState | None, entry: FileEntry) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from clipfind.indexer.prepare import CHANGED, DUPLICATE, MOVED, NEW, SKIPPED, TOUCHED, Prepared
-from clipfind.store.catalog import Catalog, vector_to_bytes
+from clipfind.store.catalog import Catalog, VectorSource, vector_to_bytes
 from clipfind.store.collection import IndexChanges
 from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Item
 
@@ -34,8 +34,9 @@ def write_batch(
             elif p.action == SKIPPED:
                 touched.append(_upsert(session, p, STATUS_SKIPPED, None, now))
             elif p.action == DUPLICATE:
-                donor = (session.get(Item, p.source_id) if p.source_id is not None
-                         else _donor_by_hash(session, p.content_hash))
+                # an earlier item's vector as planned, or (a repeat within this run) the
+                # vector its first file just got; read by content, never by a row id
+                donor = p.donor or _donor_by_hash(session, p.content_hash)
                 touched.append(_upsert(session, p, STATUS_OK, donor.vector if donor else None,
                                        now, donor))
             elif p.action == TOUCHED:
@@ -67,7 +68,7 @@ def _upsert(
     status: str,
     vector: bytes | None,
     now: datetime,
-    donor: Item | None = None,
+    donor: Item | VectorSource | None = None,
 ) -> Item:
     row = session.get(Item, p.existing_id) if p.existing_id else None
     if row is None:
@@ -76,9 +77,10 @@ def _upsert(
         row = Item(path=p.entry.path)
         session.add(row)
     if status == STATUS_OK and vector is None:  # duplicate whose donor vanished
-        status, p.reason = STATUS_SKIPPED, "vector source disappeared; re-run index"
+        status, p.reason, p.retry = STATUS_SKIPPED, "vector source disappeared; re-run index", True
     info = p.info
-    row.size, row.mtime_ns = p.entry.size, p.entry.mtime_ns
+    # A skip for a passing reason records no mtime, so the next run sees a changed file.
+    row.size, row.mtime_ns = p.entry.size, (-1 if p.retry else p.entry.mtime_ns)
     row.content_hash = p.content_hash
     row.status, row.skip_reason = status, (p.reason if status == STATUS_SKIPPED else None)
     row.vector = vector

@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.errors import QueryError
 from clipfind.search.filters import Filters, allowed_ids
 from clipfind.search.query import Term, query_vector
@@ -47,7 +48,7 @@ class SearchPage:
 
 def search(
     collection: Collection,
-    encoder: object,
+    encoder: Encoder,
     terms: Sequence[Term],
     k: int = 20,
     offset: int = 0,

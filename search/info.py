@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from clipfind.store import roots
 from clipfind.store.collection import Collection
 from clipfind.store.status import ItemStatus
 
@@ -40,16 +41,17 @@ def collection_info(collection: Collection) -> dict[str, Any]:
     catalog = collection.catalog
     index = collection.vector_index()
     url = catalog.engine.url.render_as_string(hide_password=True)
+    unstorable = roots.unstorable(catalog)  # names the catalog cannot hold: no item, no id
     return {
         "collection": collection.settings.collection,
         "model": collection.stored_model,
         "dim": collection.stored_dim,
         "indexed": catalog.count(ItemStatus.OK),
-        "skipped": catalog.count(ItemStatus.SKIPPED),
+        "skipped": catalog.count(ItemStatus.SKIPPED) + len(unstorable),
         "index": {"kind": index.kind, "vectors": len(index), "generation": index.generation},
         "database": url,
         "data_dir": str(collection.settings.data_dir),
         "skipped_files": [
             {"id": i, "path": p, "reason": r} for i, p, r in catalog.skipped()
-        ],
+        ] + [{"id": None, "path": p, "reason": r} for p, r in unstorable],
     }

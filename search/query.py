@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import IMAGE_EXTENSIONS, load_image
 
@@ -115,7 +116,7 @@ def build_terms(
     return terms
 
 
-def query_vector(terms: Sequence[Term], encoder: object, catalog: object,
+def query_vector(terms: Sequence[Term], encoder: Encoder, catalog: object,
                  max_pixels: int = 150_000_000) -> npt.NDArray[np.float32]:
     """The normalised weighted sum of the terms' vectors."""
     if not terms:

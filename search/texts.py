@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.errors import QueryError
 from clipfind.search.zeroshot.scoring import rank_rows
 from clipfind.store.catalog import vector_to_bytes
@@ -109,7 +110,7 @@ def _key(key: str | None, text: str) -> str:
     return key if key is not None else "sha:" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def index_texts(collection: Any, encoder: Any, pairs: Sequence[tuple[str | None, str]],
+def index_texts(collection: Any, encoder: Encoder, pairs: Sequence[tuple[str | None, str]],
                 replace: bool = False) -> TextIndexSummary:
     """Encode and store texts; a text with a known key (its id, else its content)
     is updated in place. ``replace`` drops every text not in ``pairs``."""

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.errors import ImageDecodeError, QueryError
 from clipfind.imageio import load_image
 from clipfind.templates import fill
@@ -73,7 +74,7 @@ class IndexReport:
         return {"task": "index", **asdict(self)}
 
 
-def encode_files(encoder: Any, paths: Sequence[Path], batch_size: int = 64,
+def encode_files(encoder: Encoder, paths: Sequence[Path], batch_size: int = 64,
                  progress: Progress | None = None) -> tuple[Vectors, list[int]]:
     """Vectors of the decodable images among ``paths`` and their positions."""
     rows: list[Vectors] = []
@@ -94,7 +95,7 @@ def encode_files(encoder: Any, paths: Sequence[Path], batch_size: int = 64,
     return (np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)), kept
 
 
-def evaluate_retrieval(encoder: Any, pairs: CaptionPairs, ks: Sequence[int] = (1, 5, 10),
+def evaluate_retrieval(encoder: Encoder, pairs: CaptionPairs, ks: Sequence[int] = (1, 5, 10),
                        batch_size: int = 64, progress: Progress | None = None) -> RetrievalReport:
     """Recall@k both ways; captions of the same image file share that image."""
     unique: dict[Path, int] = {}
@@ -111,7 +112,7 @@ def evaluate_retrieval(encoder: Any, pairs: CaptionPairs, ks: Sequence[int] = (1
     return RetrievalReport(len(kept), len(keep_caps), recall, len(paths) - len(kept))
 
 
-def class_vectors(encoder: Any, classes: Sequence[str], templates: Sequence[str]) -> Vectors:
+def class_vectors(encoder: Encoder, classes: Sequence[str], templates: Sequence[str]) -> Vectors:
     """One unit vector per class: the mean of its normalised prompt vectors."""
     out = []
     for name in classes:
@@ -134,7 +135,7 @@ def zero_shot_scores(image_vecs: Vectors, class_vecs: Vectors, labels: Sequence[
     return float(top1_hit.mean()), float(top5_hit.mean()), per_class
 
 
-def evaluate_zero_shot(encoder: Any, data: Labelled, templates: Sequence[str],
+def evaluate_zero_shot(encoder: Encoder, data: Labelled, templates: Sequence[str],
                        batch_size: int = 64, progress: Progress | None = None) -> ZeroShotReport:
     """Classify every image among the dataset's classes by prompt similarity."""
     classes = data.classes

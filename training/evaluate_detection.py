@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from clipfind.encoding import Encoder
 from clipfind.errors import ClipfindError, QueryError
 from clipfind.imageio import load_image
 from clipfind.search.detect.detector import DetectOptions, detect
@@ -79,7 +80,7 @@ def average_precision(detections: Sequence[Scored], truths: dict[tuple[int, int]
 
 
 def evaluate_detection(
-    encoder: Any,
+    encoder: Encoder,
     instances_json: Path,
     images_dir: Path | None = None,
     limit: int | None = None,
@@ -155,7 +156,7 @@ def _ground_truth(doc: dict[str, Any]) -> tuple[dict, dict]:
     return dict(truths), dict(crowd)
 
 
-def evaluate_scenes(encoder: Any, n: int = 40, seed: int = 0, canvas: tuple[int, int] = (160, 120),
+def evaluate_scenes(encoder: Encoder, n: int = 40, seed: int = 0, canvas: tuple[int, int] = (160, 120),
                     options: DetectOptions | None = None,
                     threshold: float | None = None) -> dict[str, float]:
     """The synthetic-shapes checks on ``n`` scenes (one to three shapes; from the second

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,10 @@ def index(
                        "--model and re-encode every image.")] = False,
     prune: Annotated[bool, typer.Option("--prune/--keep-missing", help="Remove items whose "
                      "files are gone from the given folders (default), or keep them.")] = True,
+    allow_removals: Annotated[bool, typer.Option("--allow-removals", help="Remove the items "
+                              "of a root that is empty or on another device now, or most "
+                              "of a root at once (refused otherwise: an unmounted drive "
+                              "looks like that).")] = False,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
@@ -46,7 +51,8 @@ def index(
     update, bar = progress_bar("indexing", enabled=True)
     with bar:
         summary = clip.index(paths, exclude=exclude, reembed=reembed, prune=prune,
-                             progress=update)
+                             progress=update, allow_removals=allow_removals,
+                             confirm=ask_on_terminal)
     if json:
         emit_json(summary.as_dict())
         return
@@ -61,6 +67,14 @@ def index(
         out.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
     if len(summary.skipped) > 50:
         out.print(f"  … and {len(summary.skipped) - 50} more (clipfind info --json lists all)")
+
+
+def ask_on_terminal(question: str) -> bool:
+    """Removing most of a root: a person at a terminal is asked; a script is not (it
+    needs --allow-removals)."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    return bool(typer.confirm(question, default=False, err=True))
 
 
 def search(

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from clipfind.encoding import Encoder
 from clipfind.errors import ClipfindError, NotFoundError, QueryError
 from clipfind.store.collection import Collection
 
@@ -58,7 +59,7 @@ def root_names(roots: list[Path]) -> dict[str, Path]:
 
 
 class JobManager:
-    def __init__(self, collection: Collection, encoder: Any, roots: list[Path]) -> None:
+    def __init__(self, collection: Collection, encoder: Encoder, roots: list[Path]) -> None:
         self.collection = collection
         self.encoder = encoder
         self.roots = root_names(roots)

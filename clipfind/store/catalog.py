@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
-from clipfind.errors import CollectionError
+from clipfind.errors import CollectionError, StorageError
+from clipfind.store import faults
 from clipfind.store.filtering import ids_matching
 from clipfind.store.labels import LabelStore
 from clipfind.store.migrate import upgrade_schema
@@ -29,7 +30,7 @@ from clipfind.store.schema import STATUS_OK, STATUS_SKIPPED, Item, Meta
 from clipfind.store.status import IN_CHUNK
 from clipfind.store.texts import TextStore
 
-__all__ = ["Catalog", "Item", "ItemState"]
+__all__ = ["Catalog", "Item", "ItemState", "VectorSource"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,19 @@ class ItemState:
     mtime_ns: int
     content_hash: str | None
     status: str
+
+
+@dataclass(frozen=True)
+class VectorSource:
+    """A snapshot of an indexed item whose vector a file with the same content reuses."""
+
+    id: int
+    vector: bytes
+    width: int | None
+    height: int | None
+    taken_at: datetime | None
+    camera: str | None
+    format: str | None
 
 
 def vector_to_bytes(vec: npt.NDArray[np.float32]) -> bytes:
@@ -79,6 +93,7 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
 
+    faults.install(engine, url, _safe_url(url))
     return engine
 
 
@@ -93,6 +108,13 @@ class Catalog:
         except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             # a typo in --db-url, a server that is down, a missing driver: one sentence
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            path = faults.sqlite_file(url)
+            if path is not None and isinstance(exc, OSError):  # the data dir, not a URL typo
+                raise StorageError(
+                    f"Cannot create the catalog {path}: {reason}. Make "
+                    f"{faults.existing_ancestor(path)} writable, or choose another --data-dir "
+                    "(CLIPFIND_DATA_DIR)."
+                ) from exc
             raise CollectionError(
                 f"Cannot open the catalog database {_safe_url(url)}: {reason}. Check --db-url "
                 "/ CLIPFIND_DB_URL (a SQLAlchemy URL, e.g. postgresql+psycopg://USER@HOST/DB, "
@@ -169,6 +191,21 @@ class Catalog:
                 ).group_by(Item.content_hash)
                 found.update({h: i for h, i in session.execute(stmt)})
         return found
+
+    def vector_source(self, content_hash: str) -> VectorSource | None:
+        """The vector (and image facts) an indexed item with this content has now, read in
+        one statement: a row's hash and vector change together, so what comes back is the
+        vector of this content even while a writer re-points rows."""
+        stmt = (
+            select(Item.id, Item.vector, Item.width, Item.height, Item.taken_at, Item.camera,
+                   Item.format)
+            .where(Item.content_hash == content_hash, Item.status == STATUS_OK,
+                   Item.vector.is_not(None))
+            .order_by(Item.id).limit(1)
+        )
+        with self._sessions() as session:
+            row = session.execute(stmt).first()
+        return None if row is None else VectorSource(*row)
 
     def get_item(self, item_id: int) -> Item | None:
         with self._sessions() as session:

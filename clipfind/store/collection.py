@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clipfind.config import DEFAULT_MODEL, Settings
-from clipfind.errors import CollectionError, ModelMismatchError
+from clipfind.encoding import Encoder
+from clipfind.errors import CollectionError, ModelMismatchError, StorageError
 from clipfind.store.catalog import Catalog
+from clipfind.store.faults import existing_ancestor
+from clipfind.store.guards import check_catalog_file, check_fresh_catalog, save_or_warn
+from clipfind.store.locks import writer_lock
 from clipfind.store.vectors import VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
@@ -68,11 +72,25 @@ class Collection:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.collection_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.collection_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a read-only or missing data dir, not a --db-url problem
+            raise StorageError(
+                f"Cannot create the collection folder {settings.collection_dir}: "
+                f"{exc.strerror or exc}. Make {existing_ancestor(settings.collection_dir)} "
+                "writable, or choose another --data-dir (CLIPFIND_DATA_DIR)."
+            ) from exc
+        check_catalog_file(settings.database_url, settings.index_path)
         self.catalog = Catalog(settings.database_url)
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._live: IndexUpdater | None = None  # a run of writes in this process
+        try:
+            check_fresh_catalog(self.catalog.engine.url.render_as_string(hide_password=True),
+                                self.catalog.generation, settings.index_path)
+        except StorageError:
+            self.catalog.close()
+            raise
         self._claim_database()
 
     def _claim_database(self) -> None:
@@ -108,7 +126,7 @@ class Collection:
         """The model to use: the one asked for, else the collection's own, else default."""
         return self.settings.model or self.stored_model or DEFAULT_MODEL
 
-    def bind_model(self, encoder: object, reembed: bool = False) -> None:
+    def bind_model(self, encoder: Encoder, reembed: bool = False) -> None:
         """Check that ``encoder`` embeds into this collection's space; record it on first
         use. ``reembed`` adopts the new model and forgets every stored vector."""
         probe = encoder.encode_texts([PROBE_TEXT])[0]  # type: ignore[attr-defined]
@@ -132,6 +150,14 @@ class Collection:
             self.catalog.set_meta("model_spec", encoder.spec, session)  # type: ignore[attr-defined]
             self.catalog.set_meta("model_dim", str(probe.shape[0]), session)
             self.catalog.set_meta("model_probe", probe.astype(np.float32).tobytes().hex(), session)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the collection's writer lock (one index run at a time, across processes:
+        the CLI and a server's index job alike), or raise :class:`CollectionBusyError`."""
+        with writer_lock(self.settings.collection_dir, self.catalog.engine,
+                         self.settings.collection):
+            yield
 
     # -- the FAISS index -------------------------------------------------------------
     def index_updater(self) -> IndexUpdater:
@@ -169,7 +195,7 @@ class Collection:
                 self._index = self.rebuild_index()
                 return self._index
         with self._index_lock:
-            index.save(self.settings.index_path)
+            save_or_warn(index, self.settings.index_path)
             self._index = index
         return index
 
@@ -206,5 +232,5 @@ class Collection:
         vecs = np.concatenate(vec_chunks) if vec_chunks else np.zeros((0, dim), np.float32)
         log.info("building %s index over %d vectors", choose_kind(len(ids)), len(ids))
         index = VectorIndex.build(ids, vecs, dim, generation=generation)
-        index.save(self.settings.index_path)
+        save_or_warn(index, self.settings.index_path)
         return index

@@ -237,15 +237,23 @@ class VectorIndex:
         """Write atomically: a crash leaves the old file or the new one, never half."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        with self._lock:
-            faiss.write_index(self.index, str(tmp))
-        _fsync(tmp)
-        os.replace(tmp, path)
+        try:
+            with self._lock:
+                faiss.write_index(self.index, str(tmp))
+            _fsync(tmp)
+            os.replace(tmp, path)
+        except BaseException:  # disk full, a folder in the way: leave no half file behind
+            tmp.unlink(missing_ok=True)
+            raise
         meta = {"generation": self.generation, "count": len(self), **asdict(self.plan)}
         side = _sidecar(path)
         tmp_side = side.with_suffix(".json.tmp")
-        tmp_side.write_text(json.dumps(meta))
-        os.replace(tmp_side, side)
+        try:  # a stale sidecar only makes the next load rebuild (its generation is old)
+            tmp_side.write_text(json.dumps(meta))
+            os.replace(tmp_side, side)
+        except BaseException:
+            tmp_side.unlink(missing_ok=True)
+            raise
         self.path = path
 
     @classmethod

@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from clipfind.encoding import Encoder
+
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 MODES = ("clearclip", "sclip", "maskclip")
@@ -51,12 +53,12 @@ class PatchGrid:
         return np.moveaxis(sims, -1, 0).astype(np.float32)
 
 
-def supports_dense(encoder: Any) -> bool:
+def supports_dense(encoder: Encoder) -> bool:
     """True for towers whose spatial tokens can be read out in the joint space."""
     return tower_kind(encoder) is not None
 
 
-def tower_kind(encoder: Any) -> str | None:
+def tower_kind(encoder: Encoder) -> str | None:
     """``"vit"``: an open_clip VisionTransformer with class-token or mean pooling, a
     standard last block and a linear projection; ``"resnet"``: an open_clip
     ModifiedResNet (its attention pool's value path, MaskCLIP's original recipe);
@@ -97,7 +99,7 @@ def grid_size(width: int, height: int, image_size: int, patch: int,
     return rows, cols
 
 
-def patch_embeddings(encoder: Any, image: Image.Image, area_factor: float = 2.0,
+def patch_embeddings(encoder: Encoder, image: Image.Image, area_factor: float = 2.0,
                      mode: str = "clearclip") -> PatchGrid:
     """Dense embeddings of ``image`` (one forward pass), see the module docstring."""
     import torch

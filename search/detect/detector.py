@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from clipfind.encoding import Encoder
 from clipfind.errors import QueryError
 from clipfind.imageio import to_rgb
 from clipfind.search.detect import proposals as P
@@ -108,7 +108,7 @@ DEFAULT_OPTIONS = DetectOptions()
 
 
 def detect(
-    encoder: Any,
+    encoder: Encoder,
     image: Image.Image,
     queries: list[str],
     threshold: float | None = None,
@@ -142,7 +142,7 @@ def detect(
     return [d for _, d in ranked[:max_boxes]]
 
 
-def heat_maps(encoder: Any, image: Image.Image, text_vecs: npt.NDArray[np.float32],
+def heat_maps(encoder: Encoder, image: Image.Image, text_vecs: npt.NDArray[np.float32],
               options: DetectOptions | None = None) -> tuple[npt.NDArray[np.float32], bool]:
     """Per-query heat maps ``(n_queries, rows, cols)`` and whether they are dense (patch
     tokens) rather than built from sliding windows."""
@@ -150,7 +150,7 @@ def heat_maps(encoder: Any, image: Image.Image, text_vecs: npt.NDArray[np.float3
     return maps, len(windows) == 0
 
 
-def _maps(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
+def _maps(encoder: Encoder, image: Image.Image, query_vecs: npt.NDArray[np.float32],
           opts: DetectOptions) -> tuple[npt.NDArray[np.float32], P.Boxes, npt.NDArray[np.float32]]:
     """Heat maps, plus the sliding windows and their embeddings when there are any."""
     if opts.use_dense and supports_dense(encoder):
@@ -174,7 +174,7 @@ def _flat(maps: npt.NDArray[np.float32], tol: float = 1e-3) -> bool:
     return bool((spread < tol).all())
 
 
-def _candidates(encoder: Any, image: Image.Image, query_vecs: npt.NDArray[np.float32],
+def _candidates(encoder: Encoder, image: Image.Image, query_vecs: npt.NDArray[np.float32],
                 opts: DetectOptions) -> tuple[P.Boxes, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Proposal boxes for every query, their crop embeddings, and how well each fits
     one of the picture's regions (its best IoU with a segment box). (Sliding windows only
@@ -219,7 +219,7 @@ def _segment_proposals(image: Image.Image, regions: P.Boxes, maps: npt.NDArray[n
     return out
 
 
-def _encode_boxes(encoder: Any, image: Image.Image, boxes: P.Boxes,
+def _encode_boxes(encoder: Encoder, image: Image.Image, boxes: P.Boxes,
                   context: float) -> npt.NDArray[np.float32]:
     if len(boxes) == 0:
         return np.zeros((0, 0), np.float32)

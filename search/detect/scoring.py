@@ -20,10 +20,11 @@ each query alone with the model's own sigmoid and logit bias.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from clipfind.encoding import Encoder
 
 # Words that do not name anything in the picture: leaving one out is not a competitor.
 FUNCTION_WORDS = frozenset((
@@ -80,7 +81,7 @@ def partial_queries(query: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def class_scores(encoder: Any, image_vecs: npt.NDArray[np.float32],
+def class_scores(encoder: Encoder, image_vecs: npt.NDArray[np.float32],
                  text_vecs: npt.NDArray[np.float32], qt: QueryTexts) -> npt.NDArray[np.float32]:
     """``(n_images, n_labels)`` scores. SigLIP: sigmoid of scale · cos + bias. CLIP: per
     label, a softmax over all labels plus that label's best competitor."""

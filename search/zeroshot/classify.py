@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from clipfind.encoding import Encoder
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, prompt_vectors
 from clipfind.search.zeroshot.scoring import Scorer, cosines, pick
@@ -46,7 +47,7 @@ class Classification:
 
 
 def classify(
-    encoder: Any,
+    encoder: Encoder,
     image: Image.Image,
     labels: list[str],
     templates: str | Path | Sequence[str] | None = None,
@@ -59,7 +60,7 @@ def classify(
 
 
 def classify_vector(
-    encoder: Any,
+    encoder: Encoder,
     vector: npt.NDArray[np.float32],
     labels: Sequence[str],
     templates: str | Path | Sequence[str] | None = None,
@@ -89,7 +90,7 @@ def classify_vector(
     return Classification(ranked[:top] if top is not None else ranked, given, scorer.mode.value)
 
 
-def image_vector(ref: str, encoder: Any, catalog: Any | None = None,
+def image_vector(ref: str, encoder: Encoder, catalog: Any | None = None,
                  max_pixels: int = 150_000_000) -> npt.NDArray[np.float32]:
     """The vector of an IMAGE argument: ``#N`` (or ``id:N``) is an indexed item's
     stored vector, nothing decoded; anything else is an image file."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from clipfind.encoding import Encoder
 from clipfind.errors import QueryError
 from clipfind.search.filters import Filters, allowed_ids
 from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, prompt_vectors
@@ -48,7 +49,7 @@ class LabelRunSummary:
 
 def label_collection(
     collection: Any,
-    encoder: Any,
+    encoder: Encoder,
     labels: Sequence[str],
     name: str = DEFAULT_SET,
     templates: str | Path | Sequence[str] | None = None,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.errors import QueryError
 
 Vectors = npt.NDArray[np.float32]
@@ -115,7 +116,7 @@ _cache: weakref.WeakKeyDictionary[Any, OrderedDict[tuple, Vectors]] = weakref.We
 _cache_lock = threading.Lock()
 
 
-def label_vectors(encoder: Any, labels: Sequence[str], templates: Sequence[str]) -> Vectors:
+def label_vectors(encoder: Encoder, labels: Sequence[str], templates: Sequence[str]) -> Vectors:
     """``(len(labels), d)``: each label's prompts encoded, averaged, re-normalised.
     Cached per encoder (= model) and (labels, templates)."""
     key = (getattr(encoder, "spec", ""), tuple(labels), tuple(templates))
@@ -141,7 +142,7 @@ def label_vectors(encoder: Any, labels: Sequence[str], templates: Sequence[str])
 
 
 def prompt_vectors(
-    encoder: Any,
+    encoder: Encoder,
     labels: Sequence[str],
     templates: str | Path | Sequence[str] | None = None,
     background: Sequence[str] | None = DEFAULT_BACKGROUND,

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from clipfind.encoding import Encoder
 from clipfind.search.zeroshot.prompts import PromptVectors
 
 Vectors = npt.NDArray[np.float32]
@@ -44,7 +44,7 @@ class Scorer:
     bias: float | None = None
 
     @classmethod
-    def for_model(cls, encoder: Any, multi_label: bool = False) -> Scorer:
+    def for_model(cls, encoder: Encoder, multi_label: bool = False) -> Scorer:
         """SigLIP-style models (a logit bias) → sigmoid; CLIP → softmax, or the
         background-calibrated sigmoid when ``multi_label``."""
         scale = float(encoder.logit_scale)
