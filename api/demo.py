@@ -5,7 +5,7 @@
 3. indexing through the real indexer, into a collection named ``demo``;
 4. text and image searches, each scored against the manifest.
 
-Later stages (classification, detection) plug in through :data:`EXTRA_STEPS`: each is
+Then the steps of :data:`clipfind.api.demo_steps.STEPS` (labeling, detection): each is
 called with the :class:`DemoContext` and returns a :class:`DemoSection` to print.
 """
 
@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from clipfind.api.demo_steps import STEPS, DemoContext, DemoSection
 from clipfind.config import Settings
+
+__all__ = ["DemoContext", "DemoReport", "DemoResult", "DemoSection", "run_demo"]
 
 PHOTO_COUNT = 300
 PHOTO_SIZE = 160
@@ -53,27 +56,6 @@ class DemoResult:
 
 
 @dataclass(frozen=True)
-class DemoSection:
-    """A titled block of lines printed by the CLI (for extra steps)."""
-
-    title: str
-    lines: list[str]
-
-
-@dataclass
-class DemoContext:
-    """What the demo built, for :data:`EXTRA_STEPS` to use."""
-
-    settings: Settings
-    model_dir: Path
-    photos: Path
-    labels: dict[str, str]  # photo path -> "red circle"
-    collection: Any = None
-    encoder: Any = None
-    clip: Any = None  # the clipfind.library.Clipfind the steps call
-
-
-@dataclass(frozen=True)
 class DemoReport:
     model_dir: Path
     photos: Path
@@ -93,9 +75,6 @@ class DemoReport:
                          for r in self.searches],
             "sections": [{"title": s.title, "lines": s.lines} for s in self.sections],
         }
-
-
-EXTRA_STEPS: list[Callable[[DemoContext], DemoSection]] = []
 
 
 def write_photos(folder: Path, count: int = PHOTO_COUNT, seed: int = PHOTO_SEED,
@@ -145,9 +124,7 @@ def run_demo(data_dir: Path, progress: Callable[[str, int, int], None] | None = 
                     [*((q, False) for q in TEXT_QUERIES), *((q, True) for q in HELD_OUT_QUERIES)]]
         searches.append(_image_search(clip, data_dir, labels, k))
         ctx = DemoContext(settings, model_dir, photos, labels, clip.collection, clip.encoder, clip)
-        from clipfind.api import demo_steps  # noqa: F401  (registers the labeling and detection steps)
-
-        sections = [step(ctx) for step in EXTRA_STEPS]
+        sections = [step(ctx) for step in STEPS]
     return DemoReport(model_dir, photos, summary.added + summary.updated + summary.unchanged,
                       summary.encoded, index_seconds, searches, sections)
 

@@ -1,20 +1,44 @@
-"""The demo's classification and detection steps (see :data:`api.demo.EXTRA_STEPS`):
-each runs a zero-shot feature on the demo collection and scores it against what the
-synthetic pictures are known to show."""
+"""The demo's classification and detection steps (:data:`STEPS`, run in order by
+:func:`clipfind.api.demo.run_demo`): each runs a zero-shot feature on the demo collection
+and scores it against what the synthetic pictures are known to show."""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from clipfind.api.demo import EXTRA_STEPS, DemoContext, DemoSection
+from clipfind.config import Settings
 
 # Background words the reference model was trained on, for an honest "none of these".
 BACKGROUND = ("a plain grey background", "an empty white background", "a black background")
 SCENES = 10
 SCENE_SIZE = 160
+
+
+@dataclass(frozen=True)
+class DemoSection:
+    """A titled block of lines printed by the CLI (one per step)."""
+
+    title: str
+    lines: list[str]
+
+
+@dataclass
+class DemoContext:
+    """What the demo built, for the steps to use."""
+
+    settings: Settings
+    model_dir: Path
+    photos: Path
+    labels: dict[str, str]  # photo path -> "red circle"
+    collection: Any = None
+    encoder: Any = None
+    clip: Any = None  # the clipfind.library.Clipfind the steps call
 
 
 def label_step(ctx: DemoContext) -> DemoSection:
@@ -68,4 +92,4 @@ def _fmt(box: object) -> str:
     return "(" + ", ".join(f"{v:.0f}" for v in _box(box)) + ")"
 
 
-EXTRA_STEPS.extend([label_step, detect_step])
+STEPS: list[Callable[[DemoContext], DemoSection]] = [label_step, detect_step]

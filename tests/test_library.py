@@ -253,7 +253,6 @@ def test_the_module_docstring_example_runs(tmp_path, monkeypatch, capsys):  # ty
 def test_the_demo_builds_its_encoder_from_the_settings_like_every_shell(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     """It used to ignore CLIPFIND_BATCH_SIZE and CLIPFIND_TEXT_PRECISION."""
     import clipfind.api.demo as demo
-    import clipfind.api.demo_steps  # noqa: F401  (registers its steps now, not in run_demo)
 
     seen = []
 
@@ -261,7 +260,7 @@ def test_the_demo_builds_its_encoder_from_the_settings_like_every_shell(tmp_path
         seen.append(ctx)
         return demo.DemoSection("captured", [])
 
-    monkeypatch.setattr(demo, "EXTRA_STEPS", [capture])
+    monkeypatch.setattr(demo, "STEPS", [capture])
     monkeypatch.setenv("CLIPFIND_BATCH_SIZE", "3")
     monkeypatch.setenv("CLIPFIND_TEXT_PRECISION", "fp32")
     report = demo.run_demo(tmp_path / "data", k=2, count=12)
