@@ -117,7 +117,13 @@ class ClipEncoder:
 
     @property
     def device(self) -> Any:
-        return next(self.model.parameters()).device
+        """Where the model runs; known before it is loaded, so planning work (the index
+        run's CPU streams) does not load it."""
+        if self._loaded is not None:
+            return next(self._loaded.model.parameters()).device
+        import torch
+
+        return torch.device(resolve_device(self.requested_device))
 
     @property
     def dtype(self) -> Any:
@@ -125,7 +131,7 @@ class ClipEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.encode_texts(["a photo"]).shape[1])
+        return int(self.probe_texts(["a photo"]).shape[1])
 
     @property
     def image_size(self) -> int:
@@ -191,6 +197,19 @@ class ClipEncoder:
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)
         return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
+
+    def probe_texts(self, texts: Sequence[str]) -> Vectors:
+        """Texts through the model as loaded (fp32 on a CPU), never through the int8
+        copy of the text tower: what a collection recognises its model by
+        (:meth:`clipfind.store.collection.Collection.bind_model`). An image-only command
+        checks its model this way without building and checking an int8 tower."""
+        import torch
+
+        from clipfind.text_tower import encode_tokens
+
+        with torch.inference_mode():
+            tokens = self.loaded.tokenizer(list(texts)).to(self.device)
+            return _normalise(encode_tokens(self.model, tokens))
 
     def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
         import torch

@@ -14,11 +14,13 @@ A spec is one string:
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clipfind.errors import ModelLoadError
+from clipfind.fastload import fast_weights
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,12 @@ class ModelSpec:
     def is_local(self) -> bool:
         return self.model_name.startswith("local-dir:")
 
+    @property
+    def has_weights(self) -> bool:
+        """Whether the spec names weights (a tag, a file, a hub repo or a folder); an
+        architecture alone gets seeded random weights."""
+        return self.pretrained is not None or self.model_name.startswith(("hf-hub:", "local-dir:"))
+
 
 def parse_spec(spec: str) -> ModelSpec:
     """Split a spec string into open_clip's ``(model_name, pretrained)``."""
@@ -55,19 +63,43 @@ def parse_spec(spec: str) -> ModelSpec:
     return ModelSpec(spec, name, tag or None)
 
 
-@dataclass
 class LoadedModel:
-    """An open_clip model ready for inference, with what the encoder needs beside it."""
+    """An open_clip model ready for inference, with what the encoder needs beside it.
 
-    model: Any
-    preprocess: Any
-    tokenizer: Any
-    spec: ModelSpec
+    The tokenizer is built on first use: open_clip's BPE tokenizer takes a few hundred
+    milliseconds to read its vocabulary, which a command that encodes only images (an
+    index run, an image query) never needs."""
+
+    def __init__(self, model: Any, preprocess: Any, spec: ModelSpec,
+                 tokenizer: Any = None) -> None:
+        self.model = model
+        self.preprocess = preprocess
+        self.spec = spec
+        self._tokenizer = tokenizer
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    self._tokenizer = load_tokenizer(self.spec)
+        return self._tokenizer
+
+
+def load_tokenizer(parsed: ModelSpec) -> Any:
+    """open_clip's tokenizer for a spec, any failure as one :class:`ModelLoadError`."""
+    import open_clip
+
+    try:
+        return open_clip.get_tokenizer(parsed.model_name)
+    except Exception as exc:  # a hub tokenizer that cannot be fetched, a bad config
+        raise ModelLoadError(_explain(parsed, exc)) from exc
 
 
 def load_model(spec: str, device: str, precision: str) -> LoadedModel:
-    """Build the model, its eval transform and tokenizer; any failure becomes one
-    :class:`ModelLoadError` sentence that names the spec."""
+    """Build the model and its eval transform (the tokenizer follows on first use); any
+    failure becomes one :class:`ModelLoadError` sentence that names the spec."""
     import open_clip
     import torch
 
@@ -76,22 +108,24 @@ def load_model(spec: str, device: str, precision: str) -> LoadedModel:
     if not parsed.is_local:
         _go_offline_if_unreachable()
     try:
-        if parsed.pretrained is None and not parsed.model_name.startswith(("hf-hub:", "local-dir:")):
+        if parsed.has_weights:
+            # Every weight comes from the checkpoint: skip the random draws open_clip
+            # would overwrite, and keep the memory-mapped tensors (clipfind.fastload).
+            with fast_weights():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    parsed.model_name, pretrained=parsed.pretrained, device=device,
+                    precision=precision, require_pretrained=True)
+        else:
             log.warning("model %s has no pretrained tag: random weights", parsed.model_name)
             torch.manual_seed(0)  # the same random model in every process
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            parsed.model_name,
-            pretrained=parsed.pretrained,
-            device=device,
-            precision=precision,
-        )
-        tokenizer = open_clip.get_tokenizer(parsed.model_name)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                parsed.model_name, device=device, precision=precision)
     except ModelLoadError:
         raise
     except Exception as exc:  # open_clip/hub raise many types; the user needs one sentence
         raise ModelLoadError(_explain(parsed, exc)) from exc
     model.eval()
-    return LoadedModel(model, preprocess, tokenizer, parsed)
+    return LoadedModel(model, preprocess, parsed)
 
 
 def _go_offline_if_unreachable(timeout: float = 3.0) -> None:
@@ -153,10 +187,14 @@ def _check_known(parsed: ModelSpec, open_clip: Any) -> None:
 
 
 def _explain(parsed: ModelSpec, exc: Exception) -> str:
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-    offline = any(
+    # One line, but the whole reason: a strict load names the missing keys on line two.
+    reason = " ".join(str(exc).split())[:300].rstrip(".") or type(exc).__name__
+    offline = not parsed.is_local and any(
         word in str(exc).lower()
         for word in ("offline", "connection", "resolve", "network", "hub", "huggingface")
     )
-    why = "it could not be downloaded (no internet access?)" if offline else reason
-    return f"Could not load model {parsed.spec!r}: {why}. {LOCAL_HELP}"
+    if offline:
+        return (f"Could not load model {parsed.spec!r}: it could not be downloaded "
+                f"(no internet access?). {LOCAL_HELP}")
+    advice = "" if parsed.is_local else " " + LOCAL_HELP
+    return f"Could not load model {parsed.spec!r}: {reason}.{advice}"

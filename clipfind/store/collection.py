@@ -129,7 +129,10 @@ class Collection:
     def bind_model(self, encoder: Encoder, reembed: bool = False) -> None:
         """Check that ``encoder`` embeds into this collection's space; record it on first
         use. ``reembed`` adopts the new model and forgets every stored vector."""
-        probe = encoder.encode_texts([PROBE_TEXT])[0]  # type: ignore[attr-defined]
+        # The model as loaded when the encoder offers it (ClipEncoder.probe_texts): an
+        # image-only command then never builds the int8 text tower just for this check.
+        encode = getattr(encoder, "probe_texts", None) or encoder.encode_texts  # type: ignore[attr-defined]
+        probe = encode([PROBE_TEXT])[0]
         stored = self.catalog.get_meta("model_probe")
         if stored is not None and not reembed:
             old = np.frombuffer(bytes.fromhex(stored), dtype=np.float32)
