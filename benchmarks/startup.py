@@ -11,6 +11,16 @@ anyway: it should be empty.
     .venv/bin/python -m benchmarks.startup                  # 100k items
     .venv/bin/python -m benchmarks.startup --size 1000000
     CLIPFIND_TEXT_PRECISION=fp32 .venv/bin/python -m benchmarks.startup   # no int8 build
+    .venv/bin/python -m benchmarks.startup --model-only     # the model-load target alone
+
+Model load against reading its checkpoint (target: load <= 2x read), side by side in one
+fresh process with the file in the page cache: ``read`` is the checkpoint file read into
+tensors (``safetensors.torch.load(path.read_bytes())``, every byte copied once);
+``load`` is ``clipfind.modelspec.load_model`` (model built, weights assigned from the
+memory-mapped file) plus one read of every 4 KiB page of every weight, so pages a lazy
+mapping has not yet brought in are charged to the load, not to the first query.
+``open_clip`` is open_clip's own ``create_model_and_transforms`` of the same folder
+(random initialisation, then a copy of the checkpoint), as clipfind loaded before.
 
 The first query includes building and checking the int8 text tower (on a CPU, unless
 ``CLIPFIND_TEXT_PRECISION=fp32``).
@@ -54,6 +64,71 @@ print(json.dumps({"phases_s": {n: round(b - a, 3) for n, a, b in zip(names, t, t
 """
 
 
+MODEL_LOAD = r"""
+import json, statistics, sys, time
+from pathlib import Path
+import open_clip, torch
+from safetensors.torch import load
+from clipfind.modelspec import load_model
+
+folder, rounds = Path(sys.argv[1]), int(sys.argv[2])
+weights = folder / "open_clip_model.safetensors"
+
+def read():
+    return load(weights.read_bytes())
+
+def fast():
+    loaded = load_model(f"local-dir:{folder}", "cpu", "fp32")
+    with torch.no_grad():  # every page of every weight read once
+        sum(float(t.reshape(-1)[::1024].sum()) for t in loaded.model.state_dict().values())
+    return loaded
+
+def tokenizer():
+    return open_clip.get_tokenizer(f"local-dir:{folder}")
+
+def own():
+    return open_clip.create_model_and_transforms(f"local-dir:{folder}")
+
+read()  # the file into the page cache
+times = {"read": [], "load": [], "tokenizer": [], "open_clip": []}
+for _ in range(rounds):
+    for name, fn in (("read", read), ("load", fast), ("tokenizer", tokenizer), ("open_clip", own)):
+        started = time.perf_counter()
+        result = fn()
+        times[name].append(time.perf_counter() - started)
+        del result
+print(json.dumps({k: round(statistics.median(v), 3) for k, v in times.items()}
+                 | {"runs": times, "bytes": weights.stat().st_size}))
+"""
+
+
+def measure_model_load(rounds: int) -> dict[str, object]:
+    """Model load vs reading its checkpoint, medians over ``rounds`` in one process."""
+    from benchmarks.common import vit_b32_checkpoint
+
+    folder = vit_b32_checkpoint()
+    done = subprocess.run([sys.executable, "-c", MODEL_LOAD, str(folder), str(rounds)],
+                          capture_output=True, text=True, check=True)
+    doc = json.loads(done.stdout.strip().splitlines()[-1])
+    doc["load_to_read"] = round(doc["load"] / doc["read"], 2)
+    doc["load_and_tokenizer_to_read"] = round((doc["load"] + doc["tokenizer"]) / doc["read"], 2)
+    doc["open_clip_to_load"] = round(doc["open_clip"] / doc["load"], 2)
+    return doc
+
+
+def print_model_load(doc: dict[str, object], rounds: int) -> None:
+    rows = [{"step": "read checkpoint into tensors", "seconds": doc["read"]},
+            {"step": "clipfind load_model (+ pages read)", "seconds": doc["load"]},
+            {"step": "tokenizer (first text only)", "seconds": doc["tokenizer"]},
+            {"step": "open_clip create_model_and_transforms", "seconds": doc["open_clip"]}]
+    size = int(doc["bytes"]) / 2**20  # type: ignore[call-overload]
+    print_table(f"ViT-B-32 model load from a local checkpoint ({size:.0f} MiB, page cache, "
+                f"median of {rounds})", rows, ["step", "seconds"])
+    print(f"load / read = {doc['load_to_read']} (target <= 2); with the tokenizer "
+          f"{doc['load_and_tokenizer_to_read']}; open_clip's own loading / load = "
+          f"{doc['open_clip_to_load']}")
+
+
 def prepare(n: int) -> tuple[Path, str]:
     from benchmarks.query import open_collection
     from clipfind.encoder import ClipEncoder
@@ -88,9 +163,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model-only", action="store_true",
+                        help="Only the model load against reading its checkpoint.")
     args = parser.parse_args()
-    data_dir, name = prepare(args.size)
     busy = warn_if_busy()
+    model_load = measure_model_load(args.rounds)
+    print_model_load(model_load, args.rounds)
+    if args.model_only:
+        write_json("startup_model", {"args": vars(args), "other_load": busy,
+                                     "model_load": model_load})
+        return
+    data_dir, name = prepare(args.size)
     runs = [measure(data_dir, name) for _ in range(args.rounds)]
     best = min(runs, key=lambda r: r["clipfind_search_s"])  # type: ignore[arg-type,return-value]
     rows = [{"phase": k, "seconds": v} for k, v in best.items() if k.endswith("_s") or k in (
@@ -99,7 +182,8 @@ def main() -> None:
                 rows, ["phase", "seconds"])
     print(f"heavy modules imported by the CLI itself: {best['heavy_modules_after_cli_import'] or 'none'}; "
           f"index {best['index_kind']}, memory-mapped: {best['index_mmapped']}")
-    write_json("startup", {"args": vars(args), "other_load": busy, "best": best, "runs": runs})
+    write_json("startup", {"args": vars(args), "other_load": busy, "model_load": model_load,
+                           "best": best, "runs": runs})
 
 
 if __name__ == "__main__":
