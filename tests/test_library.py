@@ -191,8 +191,6 @@ def test_the_cli_and_the_http_app_give_the_same_boxes_for_a_large_picture(
     data = ["--data-dir", str(tmp_path / "data"), "--model", "fake-colour"]
     assert main(["detect", str(big), "-q", "red", "-q", "blue", "--json", *data]) == 0
     cli = json.loads(capsys.readouterr().out)
-    assert main(["search", "red", "--locate", "--json", "-k", "1", *data]) == 0  # not indexed yet
-    capsys.readouterr()
     with running_app(app_settings(tmp_path / "http"), encoder, index=False) as client:
         files = {"image": ("big.jpg", big.read_bytes(), "image/jpeg")}
         r = client.post("/detect", files=files, data={"queries": ["red", "blue"]})

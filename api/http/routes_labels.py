@@ -16,9 +16,7 @@ from clipfind.api.http.limits import SetName, Text, check_prompts, heavy
 from clipfind.api.http.models import MAX_ID, Filter, HitOut
 from clipfind.api.http.uploads import body_openapi, json_openapi, read_body, read_json
 from clipfind.errors import NotFoundError, QueryError
-from clipfind.imageio import decode_image
-from clipfind.search.zeroshot.classify import classify_vector
-from clipfind.search.zeroshot.labeling import label_collection, label_set_summary, list_label_sets
+from clipfind.search.zeroshot.labeling import label_set_summary, list_label_sets
 from clipfind.templates import available_templates
 
 router = APIRouter(tags=["labels"])
@@ -123,18 +121,12 @@ def _classify(state: Any, req: ClassifyRequest, upload: bytes | None) -> Classif
     if (req.item is None) == (upload is None):
         raise QueryError("give exactly one image: 'item' (an indexed item's id) or an "
                          "uploaded 'image' file (multipart)")
-    encoder = state.encoder
-    templates_arg(req.templates, req.labels)  # refuse too many prompts before any decoding
-    if upload is not None:
-        image = decode_image(upload, encoder.image_size, state.settings.max_pixels, "upload").image
-        vector = encoder.encode_images([image])[0]
-    else:
-        vector = state.collection.catalog.vector_of(req.item) if 0 < req.item < MAX_ID else None
-        if vector is None:
-            raise NotFoundError(f"item #{req.item} is not in the collection")
-        state.collection.bind_model(encoder)
-    result = classify_vector(encoder, vector, req.labels, templates_arg(req.templates, req.labels),
-                             req.multi_label, req.top, req.threshold)
+    templates = templates_arg(req.templates, req.labels)  # too many prompts: before decoding
+    if upload is None and not 0 < req.item < MAX_ID:
+        raise NotFoundError(f"item #{req.item} is not in the collection")
+    result = state.clip.classify(upload if upload is not None else req.item, req.labels,
+                                 templates=templates, multi_label=req.multi_label, top=req.top,
+                                 threshold=req.threshold)
     return ClassifyOut(**result.as_dict())
 
 
@@ -165,7 +157,7 @@ def list_sets(collection: CollectionDep) -> list[LabelSetOut]:
 
 
 def _label(state: Any, set_name: str, body: LabelRequest) -> LabelRunOut:
-    summary = label_collection(state.collection, state.encoder, body.labels, name=set_name,
+    summary = state.clip.label(set_name, body.labels,
                                templates=templates_arg(body.templates, body.labels),
                                multi_label=body.multi_label, threshold=body.threshold,
                                top=body.top, path=body.path or None)

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from clipfind.api.http.deps import CollectionDep, EncoderDep, StateDep
+from clipfind.api.http.deps import StateDep
 from clipfind.api.http.limits import MAX_TEXT, QueryText, Text, heavy
 from clipfind.api.http.models import (
     DATE_HELP,
@@ -26,8 +26,8 @@ from clipfind.api.http.models import (
 )
 from clipfind.api.http.uploads import body_openapi, read_body
 from clipfind.errors import NotFoundError, QueryError
+from clipfind.library import Clipfind
 from clipfind.search import Filters, SearchPage, Term, parse_date
-from clipfind.search import search as run_search
 from clipfind.search.query import parse_query, parse_term
 
 router = APIRouter(tags=["search"])
@@ -75,18 +75,17 @@ def page_out(page: SearchPage) -> SearchOut:
                      next_offset=page.offset + page.k if full else None)
 
 
-def run(collection, encoder, req: SearchRequest, upload: bytes | None = None) -> SearchOut:  # type: ignore[no-untyped-def]
+def run(clip: Clipfind, req: SearchRequest, upload: bytes | None = None) -> SearchOut:
     terms = build_api_terms(req, upload)
-    page = run_search(collection, encoder, terms, k=req.k, offset=req.offset,
-                      filters=filters_of(req), min_score=req.min_score)
+    page = clip.search(terms, k=req.k, offset=req.offset, filters=filters_of(req),
+                       min_score=req.min_score)
     return page_out(page)
 
 
 @router.get("/search", response_model=SearchOut, summary="Search by text and item ids",
             dependencies=[Depends(heavy)])
 def search_get(
-    collection: CollectionDep,
-    encoder: EncoderDep,
+    state: StateDep,
     q: Annotated[QueryText | None, Query(description=(
         "Text or the query syntax: '2:dog + #42 - leash'."))] = None,
     not_: Annotated[list[Text], Query(alias="not", max_length=MAX_TERMS,
@@ -111,7 +110,7 @@ def search_get(
                             path=path, after=after, before=before, label=label)
     except ValidationError as exc:  # the same rules as the body: a 422, never a 500
         raise RequestValidationError(exc.errors(include_url=False)) from exc
-    return run(collection, encoder, req)
+    return run(state.clip, req)
 
 
 @router.post(
@@ -124,4 +123,4 @@ def search_get(
 async def search_post(request: Request, state: StateDep) -> SearchOut:
     """Weighted mixes, negatives, item ids, and search by an uploaded example image."""
     req, upload = await read_body(request, SearchRequest, state.settings.max_upload_bytes)
-    return await run_in_threadpool(run, state.collection, state.encoder, req, upload)
+    return await run_in_threadpool(run, state.clip, req, upload)
