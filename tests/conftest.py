@@ -16,7 +16,8 @@ for _key in [k for k in os.environ if k.startswith("CLIPFIND_")]:
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 # reference_model / reference_encoder: the project's tiny CLIP trained on synthetic shapes
-pytest_plugins = ["tests.reference"]
+# postgres_server / catalog_backend: a throw-away PostgreSQL for backend-parametrised tests
+pytest_plugins = ["tests.reference", "tests.pg"]
 _real_connect = socket.socket.connect
 
 

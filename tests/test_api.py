@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.pg import db_url
 from tests.test_api_support import (
     COLOURS,
     app_settings,
@@ -20,10 +21,11 @@ from tests.test_api_support import (
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):  # type: ignore[no-untyped-def]
+def env(tmp_path_factory, request, catalog_backend):  # type: ignore[no-untyped-def]
+    """The same answers from a SQLite catalog and a PostgreSQL one (tests/pg.py)."""
     tmp = tmp_path_factory.mktemp("api")
     make_photos(tmp / "photos")
-    settings = app_settings(tmp)
+    settings = app_settings(tmp, db_url=db_url(request, catalog_backend))
     with running_app(settings) as client:
         yield client, ids_by_name(client), settings
 

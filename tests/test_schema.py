@@ -29,6 +29,7 @@ from clipfind.indexer import index_paths  # noqa: E402
 from clipfind.search.zeroshot.labeling import label_collection  # noqa: E402
 from clipfind.store.collection import Collection  # noqa: E402
 from tests.fakes import ColourEncoder  # noqa: E402
+from tests.pg import db_url  # noqa: E402
 from tests.test_api_support import app_settings, make_photos  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -39,10 +40,12 @@ OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operat
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):  # type: ignore[no-untyped-def]
+def client(tmp_path_factory, request, catalog_backend):  # type: ignore[no-untyped-def]
+    """A server over a SQLite catalog, then over a PostgreSQL one (tests/pg.py)."""
     tmp = tmp_path_factory.mktemp("schema")
     make_photos(tmp / "photos")
-    cfg = app_settings(tmp, max_upload_bytes=200_000, max_pixels=4_000_000)
+    cfg = app_settings(tmp, max_upload_bytes=200_000, max_pixels=4_000_000,
+                       db_url=db_url(request, catalog_backend))
     encoder = ColourEncoder()
     collection = Collection(cfg)  # indexed and labelled up front: ids 1..8 and a set exist
     index_paths(collection, encoder, [tmp / "photos"])
