@@ -327,9 +327,10 @@ class Clipfind:
 
     def _item_path(self, item: int) -> Path:
         from clipfind.errors import NotFoundError
+        from clipfind.store.status import ItemStatus
 
         row = self.collection.catalog.get_item(item)
-        if row is None or row.status != "ok":
+        if row is None or row.status != ItemStatus.OK:
             raise NotFoundError(f"item #{item} is not in the collection")
         path = Path(row.path)
         if not path.is_file():

@@ -13,6 +13,7 @@ from clipfind.errors import ImageDecodeError
 from clipfind.imageio import ImageInfo, content_hash, decode_image, read_bytes
 from clipfind.indexer.walk import FileEntry
 from clipfind.store.catalog import Catalog, ItemState, VectorSource
+from clipfind.store.status import ItemStatus
 
 # What happened to a file, decided before or instead of decoding it.
 NEW, CHANGED, MOVED, TOUCHED, DUPLICATE, SKIPPED = (
@@ -66,7 +67,7 @@ class Preparer:
         except ImageDecodeError as exc:  # vanished, permission, I/O: may pass
             return Prepared(entry, SKIPPED, existing_id, reason=str(exc), retry=True)
         digest = content_hash(data)
-        if old is not None and old.content_hash == digest and old.status == "ok":
+        if old is not None and old.content_hash == digest and old.status == ItemStatus.OK:
             return Prepared(entry, TOUCHED, existing_id, content_hash=digest)
         if old is None:
             moved = self._claim_move(digest)

@@ -36,6 +36,7 @@ from clipfind.indexer.writer import remove_missing, write_batch
 from clipfind.store import roots as roots_facts
 from clipfind.store.catalog import ItemState
 from clipfind.store.collection import Collection, IndexUpdater
+from clipfind.store.status import ItemStatus
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
     todo = [e for e in entries if _changed(existing.get(e.path), e)]
     summary.unchanged = len(entries) - len(todo)
     missing_by_hash = {s.content_hash: s for s in missing.values()
-                       if s.content_hash and s.status == "ok"}
+                       if s.content_hash and s.status == ItemStatus.OK}
     if not reembed and (todo or collection.stored_model != encoder.spec):
         # The identity check loads the model: a run with no file to look at (or only
         # removals) never loads it, unless another model was asked for.
