@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from clipfind.api.http.state import AppState
+from clipfind.encoding import Encoder
 from clipfind.store.collection import Collection
 
 _key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -27,12 +28,12 @@ def get_collection(state: StateDep) -> Collection:
     return state.collection
 
 
-def get_encoder(state: StateDep) -> Any:
+def get_encoder(state: StateDep) -> Encoder:
     return state.encoder
 
 
 CollectionDep = Annotated[Collection, Depends(get_collection)]
-EncoderDep = Annotated[Any, Depends(get_encoder)]
+EncoderDep = Annotated[Encoder, Depends(get_encoder)]
 
 
 def require_api_key(

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends
 from clipfind import __version__
 from clipfind.api.http.deps import StateDep, require_api_key
 from clipfind.api.http.models import HealthOut, IndexRequest, InfoOut, JobOut, RootOut
-from clipfind.search.info import collection_info
 
 public = APIRouter(tags=["server"])
 router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
@@ -36,7 +35,7 @@ def roots_out(state: StateDep) -> list[RootOut]:
 @router.get("/info", response_model=InfoOut, summary="The collection and this server")
 def info(state: StateDep) -> InfoOut:
     """Model, counts, index kind, skipped files and why, and the server's limits."""
-    doc = collection_info(state.collection)
+    doc = state.clip.info().as_dict()
     return InfoOut(**doc, version=__version__, auth_required=bool(state.settings.api_key),
                    max_upload_bytes=state.settings.max_upload_bytes,
                    max_pixels=state.settings.max_pixels, roots=roots_out(state),
