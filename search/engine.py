@@ -14,6 +14,7 @@ from clipfind.errors import QueryError
 from clipfind.search.filters import Filters, allowed_ids
 from clipfind.search.query import Term, query_vector
 from clipfind.store.collection import Collection
+from clipfind.store.vectors import VectorIndex
 
 MAX_K = 1000
 
@@ -84,10 +85,7 @@ def search_vector(
 ) -> SearchPage:
     index = collection.vector_index()
     allowed = allowed_ids(collection.catalog, filters or Filters())
-    want = offset + k + 1  # one more, so ties at the page edge sort the same every time
-    scores, ids = index.search(vec, want, allowed)
-    order = sorted(range(len(ids)), key=lambda i: (-round(float(scores[i]), 6), int(ids[i])))
-    picked = [(int(ids[i]), float(scores[i])) for i in order][offset : offset + k]
+    picked = ranked_page(index, vec, k, offset, allowed)
     if min_score is not None:
         picked = [(i, s) for i, s in picked if s >= min_score]
     items = collection.catalog.get_items(i for i, _ in picked)
@@ -97,3 +95,31 @@ def search_vector(
         if (it := items.get(i)) is not None
     ]
     return SearchPage(hits, offset, k, described or [])
+
+
+def _tie_key(score: float) -> float:
+    return round(score, 6)  # the score a hit shows: equal shown scores are ties
+
+
+def ranked_page(
+    index: VectorIndex,
+    vec: npt.NDArray[np.float32],
+    k: int,
+    offset: int = 0,
+    allowed: npt.NDArray[np.int64] | None = None,
+) -> list[tuple[int, float]]:
+    """``(id, score)`` of ranks ``offset`` .. ``offset + k`` in the order (score, then
+    id), so pages partition the ranking however many items tie. FAISS keeps an
+    arbitrary subset of the items tied at its cut-off, so the search widens until the
+    last candidate scores below the page's last item: then every item that ties with
+    the page's edge is among the candidates, and sorting them by id is exact."""
+    want = offset + k + 1
+    while True:
+        scores, ids = index.search(vec, want, allowed)
+        order = sorted(zip(scores.tolist(), ids.tolist(), strict=True),
+                       key=lambda p: (-_tie_key(p[0]), p[1]))
+        exhausted = len(ids) < want
+        edge = min(offset + k, len(order)) - 1
+        if exhausted or edge < 0 or _tie_key(float(scores.min())) < _tie_key(order[edge][0]):
+            return [(int(i), float(s)) for s, i in order[offset : offset + k]]
+        want *= 2
