@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     device: str = "auto"
     # int8 text tower on CPU ("auto"), checked against fp32 when built: clipfind/text_int8.py
     text_precision: Literal["auto", "fp32", "int8"] = "auto"
+    # Detection: "clip" reads boxes out of the collection's own model; "owlvit"/"owlv2"
+    # load an OWL detector (clipfind[owl]): ``owl_model`` (a Hugging Face name or a
+    # save_pretrained folder), else that family's default. None: OWL when ``owl_model`` is
+    # set, else CLIP (search/detect/choice.py).
+    detector: Literal["clip", "owlvit", "owlv2"] | None = None
+    owl_model: str | None = None
     batch_size: int = Field(default=32, ge=1, le=4096)
     workers: int = Field(default=0, ge=0, le=64, description="decode threads; 0 = auto")
     max_pixels: int = Field(default=150_000_000, ge=1)

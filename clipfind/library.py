@@ -208,16 +208,18 @@ class Clipfind:
         vec = query_vector(terms, encoder, self.collection.catalog, self.settings.max_pixels)
         return search_texts(self.collection, vec, k)
 
-    def locate(self, page: SearchPage, texts: str | Sequence[str], *,
-               threshold: float | None = None, max_boxes: int = 5) -> dict[int, list[Detection]]:
-        """Boxes for ``texts`` in each hit of ``page``, by item id (``search --locate``);
-        the same size policy as :meth:`detect`. A hit whose file is unreadable gets none."""
-        from clipfind.search.detect.detector import _clean_queries
+    def locate(self, page: SearchPage, texts: str | Sequence[str] = (), *,
+               threshold: float | None = None, max_boxes: int = 5, detector: str | None = None,
+               example: ImageRef | None = None) -> dict[int, list[Detection]]:
+        """Boxes for ``texts`` (or things like ``example``) in each hit of ``page``, by
+        item id (``search --locate``); the same detectors and size policy as
+        :meth:`detect`. A hit whose file is unreadable gets none."""
         from clipfind.search.detect.locate import locate_hits
 
-        wanted = _clean_queries([texts] if isinstance(texts, str) else list(texts))
-        return locate_hits(self.encoder, page.hits, wanted, threshold, max_boxes,
-                           self.settings.max_pixels)
+        found_by = self.detector(detector, example)
+        wanted = self._detect_queries(texts, found_by)
+        return locate_hits(None, page.hits, wanted, threshold, max_boxes,
+                           self.settings.max_pixels, found_by)
 
     # -- zero-shot ---------------------------------------------------------------------
     def classify(self, image: ImageRef, labels: str | Sequence[str], *,
@@ -275,17 +277,42 @@ class Clipfind:
 
         return export_label_set(self.collection.catalog, name, fmt, out)
 
-    def detect(self, image: ImageRef, queries: str | Sequence[str], *,
-               threshold: float | None = None, max_boxes: int = 10) -> DetectResult:
+    def detect(self, image: ImageRef, queries: str | Sequence[str] = (), *,
+               threshold: float | None = None, max_boxes: int = 10, detector: str | None = None,
+               example: ImageRef | None = None) -> DetectResult:
         """Boxes where ``queries`` appear in one picture, best first, in the picture's
         own pixels. Large pictures are detected at 1,024 px on the long side
-        (:mod:`clipfind.search.detect.picture`), the same in every shell."""
-        from clipfind.search.detect.detector import _clean_queries
+        (:mod:`clipfind.search.detect.picture`), the same in every shell. ``detector``:
+        "clip", "owlvit" or "owlv2" (default: the ``detector`` setting); ``example``: a
+        picture of the thing to find, instead of ``queries`` (OWL's image-guided detection)."""
         from clipfind.search.detect.picture import detect_picture
 
-        wanted = _clean_queries([queries] if isinstance(queries, str) else list(queries))
+        found_by = self.detector(detector, example)
+        wanted = self._detect_queries(queries, found_by)
         picture = self._picture(image)
-        return detect_picture(self.encoder, picture, wanted, threshold, max_boxes)
+        return detect_picture(None, picture, wanted, threshold, max_boxes, found_by)
+
+    def detector(self, detector: str | None = None, example: ImageRef | None = None) -> Any:
+        """The detector :meth:`detect` uses (search/detect/choice.py): CLIP on the
+        collection's model, an OWL model (loaded once per process), or OWL by ``example``."""
+        from clipfind.search.detect.choice import detector_kind, make_detector
+
+        kind = detector_kind(detector, self.settings)
+        encoder = self.encoder if kind == "clip" and example is None else None
+        if example is None:
+            return make_detector(detector, self.settings, encoder)
+        label = f"#{item_id(example)}" if item_id(example) is not None else (
+            Path(example).name if isinstance(example, (str, os.PathLike)) else "example")
+        return make_detector(detector, self.settings, encoder, self._picture(example).image, label)
+
+    @staticmethod
+    def _detect_queries(queries: str | Sequence[str], found_by: Any) -> list[str]:
+        from clipfind.search.detect.choice import ExampleDetector
+        from clipfind.search.detect.detector import _clean_queries
+
+        if isinstance(found_by, ExampleDetector):
+            return [found_by.label]
+        return _clean_queries([queries] if isinstance(queries, str) else list(queries))
 
     # -- the collection ----------------------------------------------------------------
     def info(self) -> CollectionInfo:
@@ -336,4 +363,3 @@ class Clipfind:
         if not path.is_file():
             raise NotFoundError(f"item #{item}'s file {row.path} is gone from disk; re-index")
         return path
-

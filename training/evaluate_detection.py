@@ -3,7 +3,9 @@
 * :func:`evaluate_detection`: AP50 on a COCO-format instances file (``clipfind eval
   --detection instances.json``): every category name is a query, boxes are matched to
   ground truth at IoU ≥ 0.5, average precision per category (COCO's 101-point
-  interpolation), and its mean over the categories that occur.
+  interpolation), and its mean over the categories that occur; ``AP`` is the same
+  averaged over IoU 0.50:0.05:0.95 (COCO's headline figure). Any detector
+  (search/detect/choice.py: CLIP, OWL-ViT, OWLv2) answers on the same annotations.
 * :func:`evaluate_scenes`: the synthetic-shapes checks (find the queried shape, leave
   distractors of another colour alone, return nothing for an absent shape), used by
   the tests with the reference model and by ``benchmarks/detect_bench.py``.
@@ -29,6 +31,7 @@ from clipfind.search.detect.detector import DetectOptions, detect
 from clipfind.search.detect.proposals import iou
 
 log = logging.getLogger(__name__)
+COCO_IOUS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # AP@[.5:.95]
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,13 @@ def evaluate_detection(
     max_boxes: int = 20,
     options: DetectOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
+    detector: Any | None = None,
 ) -> dict[str, Any]:
-    """AP50 of :func:`search.detect.detect` on a COCO-format instances file. Images are
-    looked up in ``images_dir`` (default: ``<file's folder>/../<val2017-like name>``,
-    i.e. the folder named after the annotation file's split, else the file's folder)."""
+    """AP50 and AP@[.5:.95] of :func:`search.detect.detect` on ``encoder`` (or of
+    ``detector``, anything with ``detect(image, queries, threshold, max_boxes)``) on a
+    COCO-format instances file. Images are looked up in ``images_dir`` (default:
+    ``<file's folder>/../<val2017-like name>``, i.e. the folder named after the
+    annotation file's split, else the file's folder)."""
     instances_json = Path(instances_json)
     try:
         doc = json.loads(instances_json.read_text())
@@ -115,22 +121,28 @@ def evaluate_detection(
         except ClipfindError as exc:
             skipped.append(str(exc))
             continue
-        for det in detect(encoder, image, queries, threshold=threshold, max_boxes=max_boxes,
-                          options=options):
+        dets = (detector.detect(image, queries, threshold, max_boxes) if detector is not None
+                else detect(encoder, image, queries, threshold=threshold, max_boxes=max_boxes,
+                            options=options))
+        for det in dets:
             b = det.box
             found.append(Scored(int(info["id"]), cat_ids[queries.index(det.label)], det.score,
                                 (b.xmin, b.ymin, b.xmax, b.ymax)))
         if progress:
             progress(n, len(images))
     seen = {int(i["id"]) for i in images}
-    per_cat = {}
+    per_cat, per_cat_coco = {}, {}
     for cid in cat_ids:
         cat_truths = {k: v for k, v in truths.items() if k[1] == cid and k[0] in seen}
-        ap = average_precision([d for d in found if d.category_id == cid], cat_truths, crowd)
-        if not np.isnan(ap):
-            per_cat[cats[cid]] = round(ap, 4)
+        mine = [d for d in found if d.category_id == cid]
+        aps = [average_precision(mine, cat_truths, crowd, t) for t in COCO_IOUS]
+        if not np.isnan(aps[0]):
+            per_cat[cats[cid]] = round(aps[0], 4)
+            per_cat_coco[cats[cid]] = round(float(np.mean(aps)), 4)
     return {
         "AP50": round(float(np.mean(list(per_cat.values()))), 4) if per_cat else 0.0,
+        "AP": round(float(np.mean(list(per_cat_coco.values()))), 4) if per_cat_coco else 0.0,
+        "per_category_AP": per_cat_coco,
         "images": len(images) - len(skipped), "skipped": skipped,
         "categories": len(per_cat), "detections": len(found),
         "seconds": round(time.perf_counter() - started, 2), "per_category": per_cat,

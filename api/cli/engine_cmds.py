@@ -22,6 +22,7 @@ from clipfind.api.cli.common import (
     open_clipfind,
     progress_bar,
 )
+from clipfind.api.cli.detect_cmds import DetectorOpt, OwlModelOpt
 
 
 def index(
@@ -80,8 +81,8 @@ def ask_on_terminal(question: str) -> bool:
 def search(
     query: Annotated[str | None, typer.Argument(help="Text, or a weighted mix: "
                      "'2:golden retriever + beach.jpg - leash + #42'.")] = None,
-    image: Annotated[list[str], typer.Option("--image", "-i", help="Example image file or "
-                     "item id (#N); repeatable.")] = [],  # noqa: B006
+    image: Annotated[list[str], typer.Option("--image", "-i", "--example", help="Example image "
+                     "file or item id (#N); repeatable.")] = [],  # noqa: B006
     negative: Annotated[list[str], typer.Option("--not", help="Text to steer away from; "
                         "repeatable.")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", "--top", help="Results per page.")] = 20,
@@ -95,7 +96,9 @@ def search(
     texts: Annotated[bool, typer.Option("--texts", help="Rank the collection's texts "
                      "(clipfind index-texts) instead of its images.")] = False,
     locate: Annotated[bool, typer.Option("--locate", help="Also box where the query's text "
-                      "appears in each result (zero-shot detection; -k limits the work).")] = False,
+                      "appears in each result (zero-shot detection; -k limits the work); with "
+                      "example images alone, things like the first one (OWL).")] = False,
+    detector: DetectorOpt = None, owl_model: OwlModelOpt = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
     json: JsonOpt = False,
@@ -105,7 +108,8 @@ def search(
     from clipfind.search import build_terms
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
-                             db_url=db_url, device=device, text_precision=text_precision)
+                             db_url=db_url, device=device, text_precision=text_precision,
+                             owl_model=owl_model)
     terms = build_terms(query, image, negative)
     if not terms:
         raise QueryError("give a text query, --image, or both")
@@ -119,7 +123,7 @@ def search(
     if locate:  # api/cli/detect_cmds.py
         from clipfind.api.cli.detect_cmds import render_located
 
-        return render_located(clip, page, terms, json)
+        return render_located(clip, page, terms, json, detector)
     if json:
         emit_json(page.as_dict())
         return

@@ -21,6 +21,7 @@ from clipfind.api.cli.common import (
     open_collection,
     progress_bar,
 )
+from clipfind.api.cli.detect_cmds import DetectorOpt, OwlModelOpt
 
 SYNTHETIC = "synthetic:"
 
@@ -143,8 +144,9 @@ def evaluate(
     index_kind: Annotated[str | None, typer.Option(help="Evaluate this index kind (flat, ivf-sq8) "
                           "built over the collection's vectors instead of its own index.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per model batch.")] = None,
-    detection: Annotated[Path | None, typer.Option("--detection", help="COCO instances JSON: AP50 of "
-                         "zero-shot detection.")] = None,
+    detection: Annotated[Path | None, typer.Option("--detection", help="COCO instances JSON: AP50 "
+                         "and AP@[.5:.95] of zero-shot detection.")] = None,
+    detector: DetectorOpt = None, owl_model: OwlModelOpt = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
     json: JsonOpt = False,
@@ -154,11 +156,12 @@ def evaluate(
     from clipfind.errors import QueryError
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection, db_url=db_url,
-                             device=device, batch_size=batch_size, text_precision=text_precision)
+                             device=device, batch_size=batch_size, text_precision=text_precision,
+                             owl_model=owl_model)
     if detection is not None:  # issue 5's evaluation, one command for all of them
         from clipfind.api.cli.detect_cmds import run_detection_eval
 
-        run_detection_eval(settings, detection, images_dir, json)
+        run_detection_eval(settings, detection, images_dir, json, detector=detector)
         return
     task = "index" if index else task
     if task == "auto":

@@ -4,7 +4,7 @@ Boxes come back in the original image's pixels (EXIF-rotated, as a browser shows
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clipfind.api.http.deps import StateDep
 from clipfind.api.http.limits import Text, heavy
 from clipfind.api.http.models import MAX_ID
-from clipfind.api.http.uploads import body_openapi, read_body
+from clipfind.api.http.uploads import FILE_FIELD, body_openapi, read_body_files
 from clipfind.errors import NotFoundError, QueryError
 from clipfind.imageio import read_indexed
 from clipfind.search.detect.detector import MAX_QUERIES
@@ -28,12 +28,21 @@ class DetectRequest(BaseModel):
     (multipart, with the same fields as form fields)."""
 
     model_config = ConfigDict(extra="forbid")
-    queries: list[Text] = Field(min_length=1, max_length=MAX_QUERIES, description=(
-        "Texts to find, e.g. ['a dog', 'a red ball']; each at most 200 characters."))
+    queries: list[Text] = Field(default_factory=list, max_length=MAX_QUERIES, description=(
+        "Texts to find, e.g. ['a dog', 'a red ball']; each at most 200 characters. "
+        "Required unless an example is given."))
     item: int | None = Field(None, description="Id of an indexed item (no upload needed).")
     threshold: float | None = Field(None, ge=0, le=1, description=(
-        "Minimum score; default 0.6 for CLIP (softmax), 0.1 for SigLIP (sigmoid)."))
+        "Minimum score; default 0.6 for CLIP (softmax), 0.1 for SigLIP and OWL (sigmoid)."))
     max_boxes: int = Field(10, ge=1, le=100)
+    detector: Literal["clip", "owlvit", "owlv2"] | None = Field(None, description=(
+        "clip (the collection's model), owlv2 or owlvit; default: the server's setting."))
+    example_item: int | None = Field(None, description=(
+        "Find things like this indexed item (OWL's image-guided detection), instead of "
+        "queries; or upload an 'example' file (multipart)."))
+
+
+EXAMPLE_FIELD = "example"
 
 
 class BoxOut(BaseModel):
@@ -72,11 +81,33 @@ def _image_bytes(state: Any, req: DetectRequest, upload: bytes | None) -> tuple[
     return read_indexed(Path(item.path), item.size, item.mtime_ns, name), name
 
 
-def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
+def _detector(state: Any, req: DetectRequest, example: bytes | None) -> tuple[Any, list[str]]:
+    """The detector asked for (search/detect/choice.py) and the queries it answers."""
+    from clipfind.search.detect.choice import make_detector
+
+    given = (req.example_item is not None) + (example is not None)
+    if given > 1 or (given == 1) == bool(req.queries):
+        raise QueryError("give 'queries', or one example: 'example_item' (an indexed item's "
+                         "id) or an uploaded 'example' file (multipart)")
+    if given == 0:
+        return make_detector(req.detector, state.settings, state.encoder), list(req.queries)
+    if example is None:
+        example_req = DetectRequest(item=req.example_item, queries=["example"])
+        example, _ = _image_bytes(state, example_req, None)
+        label = f"#{req.example_item}"
+    else:
+        label = "example"
+    picture = decode_picture(example, f"example {label}", state.settings.max_pixels)
+    return make_detector(req.detector, state.settings, None, picture.image, label), [label]
+
+
+def _detect(state: Any, req: DetectRequest, upload: bytes | None,
+            example: bytes | None = None) -> DetectOut:
     data, name = _image_bytes(state, req, upload)
+    detector, queries = _detector(state, req, example)
     # the one size policy every shell uses (search/detect/picture.py)
     picture = decode_picture(data, name, state.settings.max_pixels)
-    found = detect_picture(state.encoder, picture, req.queries, req.threshold, req.max_boxes)
+    found = detect_picture(None, picture, queries, req.threshold, req.max_boxes, detector)
     out = [DetectionOut(label=d.label, score=d.score, box=BoxOut(**d.box.as_dict()))
            for d in found.detections]
     return DetectOut(width=found.width, height=found.height, item=req.item, detections=out)
@@ -84,10 +115,14 @@ def _detect(state: Any, req: DetectRequest, upload: bytes | None) -> DetectOut:
 
 @router.post("/detect", response_model=DetectOut, summary="Zero-shot detect objects",
              openapi_extra=body_openapi(DetectRequest, "JSON with 'item', or multipart with "
-                                        "an 'image' file and the same fields."),
+                                        "an 'image' file and the same fields.",
+                                        {EXAMPLE_FIELD: "A picture of the thing to find (OWL "
+                                         "image-guided detection), instead of queries."}),
              dependencies=[Depends(heavy)])
 async def detect_route(request: Request, state: StateDep) -> DetectOut:
     """Boxes where the queries appear, best first, in transformers' detection shape
     (``label``, ``score``, ``box`` with ``xmin``, ``ymin``, ``xmax``, ``ymax``)."""
-    req, upload = await read_body(request, DetectRequest, state.settings.max_upload_bytes)
-    return await run_in_threadpool(_detect, state, req, upload)
+    req, files = await read_body_files(request, DetectRequest, state.settings.max_upload_bytes,
+                                       (FILE_FIELD, EXAMPLE_FIELD))
+    return await run_in_threadpool(_detect, state, req, files.get(FILE_FIELD),
+                                   files.get(EXAMPLE_FIELD))

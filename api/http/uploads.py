@@ -85,22 +85,32 @@ async def read_json(request: Request, model: type[M]) -> M:
 
 async def read_body(request: Request, model: type[M], limit: int) -> tuple[M, bytes | None]:
     """Parse a JSON or multipart body into ``model`` and the uploaded image's bytes."""
+    parsed, files = await read_body_files(request, model, limit, (FILE_FIELD,))
+    return parsed, files.get(FILE_FIELD)
+
+
+async def read_body_files(request: Request, model: type[M], limit: int,
+                          names: tuple[str, ...]) -> tuple[M, dict[str, bytes]]:
+    """:func:`read_body` with several file parts (``names``, e.g. ``image`` and
+    ``example`` for detection by example); each is capped and pixel-checked alike."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json")):
-        return _validate(model, await request.body() or b"{}", json=True), None
+        return _validate(model, await request.body() or b"{}", json=True), {}
     if ctype == "multipart/form-data":
         try:
-            form_cm = request.form(max_files=1, max_fields=200, max_part_size=256 * 1024)
+            form_cm = request.form(max_files=len(names), max_fields=200, max_part_size=256 * 1024)
             async with form_cm as form:
                 parsed = _validate(model, _form_to_dict(form, model), json=False)
-                upload = form.get(FILE_FIELD)
-                if upload is not None and not isinstance(upload, UploadFile):
-                    raise HTTPException(422, f"'{FILE_FIELD}' must be a file part, not a text field")
-                data = await _read_upload(upload, limit) if upload is not None else None
-                if data is not None:
-                    settings = request.app.state.settings
-                    check_upload_pixels(data, min(settings.max_upload_pixels, settings.max_pixels))
-                return parsed, data
+                files = {}
+                for name in names:
+                    upload = form.get(name)
+                    if upload is not None and not isinstance(upload, UploadFile):
+                        raise HTTPException(422, f"'{name}' must be a file part, not a text field")
+                    if upload is not None:
+                        files[name] = data = await _read_upload(upload, limit)
+                        settings = request.app.state.settings
+                        check_upload_pixels(data, min(settings.max_upload_pixels, settings.max_pixels))
+                return parsed, files
         except (HTTPException, RequestValidationError, ClipfindError):
             raise
         except Exception as exc:  # malformed multipart: the client's fault, say so
@@ -118,9 +128,11 @@ def json_openapi(model: type[BaseModel]) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-def body_openapi(model: type[BaseModel], description: str) -> dict[str, Any]:
+def body_openapi(model: type[BaseModel], description: str,
+                 extra_files: dict[str, str] | None = None) -> dict[str, Any]:
     """``openapi_extra`` documenting both body forms of ``model`` (the JSON schema is
-    registered in the components by :func:`add_body_schemas`)."""
+    registered in the components by :func:`add_body_schemas`); ``extra_files``: more
+    file parts than ``image``, name → description."""
     form = model.model_json_schema(ref_template="#/components/schemas/{model}")
     form.pop("$defs", None)
     form.pop("additionalProperties", None)
@@ -128,6 +140,8 @@ def body_openapi(model: type[BaseModel], description: str) -> dict[str, Any]:
     form["properties"][FILE_FIELD] = {
         "type": "string", "format": "binary",
         "description": "An image file (JPEG, PNG, WebP, HEIC, ...)."}
+    for name, text in (extra_files or {}).items():
+        form["properties"][name] = {"type": "string", "format": "binary", "description": text}
     return {"requestBody": {"required": True, "description": description, "content": {
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}},
         "multipart/form-data": {"schema": form},

@@ -15,6 +15,7 @@ from clipfind.search.query import Term
 
 if TYPE_CHECKING:
     from clipfind.encoding import Encoder
+    from clipfind.search.detect.choice import Detector
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,28 @@ def locate_texts(terms: Sequence[Term]) -> list[str]:
     """The texts to look for: the query's positive text terms."""
     texts = [t.text for t in terms if t.text and t.weight > 0]
     if not texts:
-        raise QueryError("--locate needs a text term in the query (it boxes where the text "
-                         "appears); example images alone cannot be located")
+        raise QueryError("--locate needs a text term or an example image in the query (it "
+                         "boxes where the text appears, or things like the example)")
     return list(dict.fromkeys(texts))
 
 
-def locate_hits(encoder: Encoder, hits: Sequence[Hit], texts: list[str],
+def locate_example(terms: Sequence[Term]) -> Path | int | bytes | None:
+    """A query of example images alone is located by example (OWL's image-guided
+    detection): its first positive image. ``None`` when the query has a text term."""
+    if any(t.text and t.weight > 0 for t in terms):
+        return None
+    for t in terms:
+        if t.weight > 0 and not t.text:
+            for ref in (t.image, t.item_id, t.image_bytes):
+                if ref is not None:
+                    return ref
+    return None
+
+
+def locate_hits(encoder: Encoder | None, hits: Sequence[Hit], texts: list[str],
                 threshold: float | None = None, max_boxes: int = 5,
-                max_pixels: int = 150_000_000) -> dict[int, list[Detection]]:
+                max_pixels: int = 150_000_000,
+                detector: Detector | None = None) -> dict[int, list[Detection]]:
     """Detections of ``texts`` in each hit's image, by item id. An image that can no
     longer be read gets no boxes (logged), never an error for the whole page. Boxes
     follow :func:`clipfind.search.detect.picture.detect_picture`'s size policy."""
@@ -42,5 +57,6 @@ def locate_hits(encoder: Encoder, hits: Sequence[Hit], texts: list[str],
             log.warning("cannot locate in %s: %s", hit.path, exc)
             out[hit.id] = []
             continue
-        out[hit.id] = detect_picture(encoder, picture, texts, threshold, max_boxes).detections
+        out[hit.id] = detect_picture(encoder, picture, texts, threshold, max_boxes,
+                                     detector).detections
     return out

@@ -209,6 +209,7 @@ def load_owl(spec: str, device: str = "cpu", kind: str | None = None) -> OwlDete
     source, local = _source(spec)
     if not local:
         _offline_if_unreachable()
+    transformers.utils.logging.disable_progress_bar()  # library code draws no bars
     try:
         config = transformers.AutoConfig.from_pretrained(source, local_files_only=local)
         family = getattr(config, "model_type", None)

@@ -20,6 +20,7 @@ from clipfind.search.detect.detector import Box, Detection, detect
 
 if TYPE_CHECKING:
     from clipfind.encoding import Encoder
+    from clipfind.search.detect.choice import Detector
 
 # Patch heat maps and crops gain nothing above this; a 12 MP photo would cost ~10x more.
 DETECT_SIDE = 1024
@@ -54,14 +55,20 @@ def as_picture(image: Image.Image) -> DecodedImage:
     return DecodedImage(image, ImageInfo(image.width, image.height))
 
 
-def detect_picture(encoder: Encoder, picture: DecodedImage, queries: list[str],
-                   threshold: float | None = None, max_boxes: int = 10) -> DetectResult:
-    """Detect ``queries`` at the working size; boxes in the original's pixels."""
+def detect_picture(encoder: Encoder | None, picture: DecodedImage, queries: list[str],
+                   threshold: float | None = None, max_boxes: int = 10,
+                   detector: Detector | None = None) -> DetectResult:
+    """Detect ``queries`` at the working size; boxes in the original's pixels.
+    ``detector`` (search/detect/choice.py: an OWL model, or OWL by example) replaces
+    the CLIP detector on ``encoder``."""
     image = picture.image
     if max(image.size) > DETECT_SIDE:
         image = image.copy()
         image.thumbnail((DETECT_SIDE, DETECT_SIDE))
-    found = detect(encoder, image, queries, threshold, max_boxes)
+    if detector is not None:
+        found = detector.detect(image, queries, threshold, max_boxes)
+    else:
+        found = detect(encoder, image, queries, threshold, max_boxes)
     width, height = picture.info.width, picture.info.height
     sx, sy = width / image.width, height / image.height
     scaled = [Detection(d.label, round(float(d.score), 6), Box(
