@@ -267,3 +267,15 @@ def test_the_demo_builds_its_encoder_from_the_settings_like_every_shell(tmp_path
     assert (encoder.batch_size, encoder.requested_text_precision) == (3, "fp32")
     assert encoder.text_precision == "fp32"
     assert seen[0].clip.encoder is encoder
+
+
+def test_open_takes_settings_and_overrides_them(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CLIPFIND_BATCH_SIZE", "9")
+    base = clipfind.Settings(data_dir=tmp_path / "data", batch_size=5)
+    with clipfind.open(settings=base, collection="other", device="cpu") as c:
+        assert (c.settings.collection, c.settings.batch_size, c.settings.device) == ("other", 5, "cpu")
+        assert c.settings.data_dir == tmp_path / "data"
+    with clipfind.open("named", data_dir=tmp_path / "d2") as c:
+        assert (c.settings.collection, c.settings.batch_size) == ("named", 9)  # env, then defaults
+    with pytest.raises(ValueError):
+        clipfind.open("no/slashes", data_dir=tmp_path)
