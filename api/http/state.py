@@ -41,6 +41,7 @@ def open_state(settings: Settings, encoder_factory: EncoderFactory | None = None
     clip = Clipfind(settings, encoder_factory=encoder_factory)
     try:
         encoder = clip.bind()  # loads the model; refuses a mismatched one
+        encoder.encode_texts(["a photo"])  # the text tower (int8 on a CPU) now, not in a query
         collection = clip.collection
         collection.vector_index()
     except BaseException:
