@@ -222,3 +222,39 @@ def test_probe_vectors_match_the_text_path(tiny_checkpoint: Path) -> None:
     probe = encoder.probe_texts(texts)
     assert np.abs(probe - encoder.encode_texts(texts)).max() <= 1e-6
     assert encoder.dim == probe.shape[1] == 32
+
+
+# -- what commands do not import ---------------------------------------------------------
+RUN_COMMANDS = r"""
+import json, sys
+from clipfind.api.cli.app import main
+seen = []
+for args in json.loads(sys.argv[1]):
+    code = main(args)
+    seen.append([code, [m for m in ("torch", "open_clip") if m in sys.modules]])
+print(json.dumps(seen))
+"""
+
+
+def test_commands_that_need_no_model_import_no_torch(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """One process runs the commands in turn, as the console script would: up to the text
+    search, torch and open_clip were never imported."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path / "photos"
+    _photos(root)
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, model=f"local-dir:{tiny_checkpoint}")
+    index_paths(Collection(settings), ClipEncoder(settings.model), [root])
+    where = ["--data-dir", str(data)]
+    commands = [["index", str(root), *where], ["info", *where], ["search", "#1", *where],
+                ["classify", str(tmp_path / "nosuch.jpg"), "--labels", "a,b", *where],
+                ["search", "a red photo", *where]]
+    done = subprocess.run([sys.executable, "-c", RUN_COMMANDS, json.dumps(commands)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [code == 0 for code, _ in seen] == [True, True, True, False, True], done.stderr
+    assert [mods for _, mods in seen[:4]] == [[]] * 4
+    assert seen[4][1] == ["torch", "open_clip"]  # the check sees an import when there is one
