@@ -114,11 +114,29 @@ class Clipfind:
         """The model: ``--model``, else the collection's own, else the default. Built on
         first use; its weights load on the first encode."""
         if self._encoder is None:
-            collection = self.collection
+            # one picture classified or detected needs no collection: none is created
+            collection = self.collection if self.exists() else None
             with self._lock:
                 if self._encoder is None:
                     self._encoder = (self._factory or default_encoder)(self.settings, collection)
         return self._encoder
+
+    def exists(self) -> bool:
+        """Whether the collection is there to read: open, or its SQLite catalog on disk
+        (with a ``db_url`` only the database knows, so it counts as there)."""
+        if self._collection is not None or self.settings.db_url:
+            return True
+        return (self.settings.collection_dir / "catalog.db").is_file()
+
+    def _existing(self) -> Collection:
+        """The collection for a reader: a missing one is an error, never created."""
+        if not self.exists():
+            from clipfind.errors import NotFoundError
+
+            raise NotFoundError(
+                f"no collection {self.settings.collection!r} in {self.settings.data_dir}: "
+                "`clipfind index FOLDER` creates it (or give --collection / --data-dir)")
+        return self.collection
 
     def bind(self) -> Encoder:
         """Load the model now and check it embeds into the collection's space (a server
@@ -162,7 +180,7 @@ class Clipfind:
         """Drop the items under ``paths`` (the files are not touched); how many went."""
         from clipfind.indexer.writer import remove_missing
 
-        coll = self.collection
+        coll = self._existing()
         ids = [s.id for s in coll.catalog.states_under(paths_of(paths)).values()]
         with coll.updating() as updater:
             updater.apply(remove_missing(coll.catalog, ids))
@@ -193,7 +211,7 @@ class Clipfind:
         from clipfind.search.engine import search
 
         filters = filters_of(filters, path, after, before, label)
-        return search(self.collection, self.encoder, terms_of(query, images, negatives), k=k,
+        return search(self._existing(), self.encoder, terms_of(query, images, negatives), k=k,
                       offset=offset, filters=filters, min_score=min_score)
 
     def search_texts(self, query: str | Sequence[Term] | None = None, *,
@@ -202,8 +220,10 @@ class Clipfind:
         """Rank the collection's texts (:meth:`index_texts`) for a query."""
         from clipfind.search.query import query_vector
         from clipfind.search.texts import search_texts
+        from clipfind.search.validate import check_terms
 
         terms = terms_of(query, images, negatives)
+        check_terms(terms, self._existing().catalog, self.settings.max_pixels)
         encoder = self.bind()
         vec = query_vector(terms, encoder, self.collection.catalog, self.settings.max_pixels)
         return search_texts(self.collection, vec, k)
@@ -258,24 +278,24 @@ class Clipfind:
     def label_sets(self) -> list[LabelSetInfo]:
         from clipfind.search.zeroshot.labeling import list_label_sets
 
-        return list_label_sets(self.collection.catalog)
+        return list_label_sets(self._existing().catalog)
 
     def label_set(self, name: str) -> LabelSetInfo:
         """A stored label set with its counts (``NotFoundError`` if there is none)."""
         from clipfind.search.zeroshot.labeling import label_set_summary
 
-        return label_set_summary(self.collection.catalog, name)
+        return label_set_summary(self._existing().catalog, name)
 
     def delete_label_set(self, name: str) -> None:
         from clipfind.search.zeroshot.labeling import delete_label_set
 
-        delete_label_set(self.collection.catalog, name)
+        delete_label_set(self._existing().catalog, name)
 
     def export_label_set(self, name: str, fmt: str, out: TextIO) -> int:
         """Write a label set to ``out`` as ``csv``, ``jsonl`` or ``coco``; rows written."""
         from clipfind.search.zeroshot.label_export import export_label_set
 
-        return export_label_set(self.collection.catalog, name, fmt, out)
+        return export_label_set(self._existing().catalog, name, fmt, out)
 
     def detect(self, image: ImageRef, queries: str | Sequence[str] = (), *,
                threshold: float | None = None, max_boxes: int = 10, detector: str | None = None,
@@ -319,14 +339,14 @@ class Clipfind:
         """Model, counts, index kind and skipped files (loads no model)."""
         from clipfind.search.info import CollectionInfo, collection_info
 
-        return CollectionInfo.from_dict(collection_info(self.collection))
+        return CollectionInfo.from_dict(collection_info(self._existing()))
 
     # -- pictures ----------------------------------------------------------------------
     def _vector(self, image: ImageRef) -> Vectors:
         """An indexed item's stored vector (nothing decoded), else the picture's."""
         item = item_id(image)
         if item is not None:
-            vec = self.collection.catalog.vector_of(item)
+            vec = self._existing().catalog.vector_of(item)
             if vec is None:
                 from clipfind.errors import NotFoundError
 
@@ -337,7 +357,9 @@ class Clipfind:
         if data is None:
             return self.encoder.encode_images([image])[0]  # type: ignore[list-item]
         from clipfind.imageio import decode_image
+        from clipfind.search.validate import check_picture
 
+        check_picture(data, name, self.settings.max_pixels)  # before the model loads
         decoded = decode_image(data, self.encoder.image_size, self.settings.max_pixels, name)
         return self.encoder.encode_images([decoded.image])[0]
 
@@ -356,10 +378,11 @@ class Clipfind:
         from clipfind.errors import NotFoundError
         from clipfind.store.status import ItemStatus
 
-        row = self.collection.catalog.get_item(item)
+        row = self._existing().catalog.get_item(item)
         if row is None or row.status != ItemStatus.OK:
             raise NotFoundError(f"item #{item} is not in the collection")
         path = Path(row.path)
         if not path.is_file():
             raise NotFoundError(f"item #{item}'s file {row.path} is gone from disk; re-index")
         return path
+

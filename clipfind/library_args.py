@@ -22,11 +22,14 @@ if TYPE_CHECKING:
 _ITEM_REF = re.compile(r"^\s*(?:#|id:)(\S*)\s*$")
 
 
-def default_encoder(settings: Settings, collection: Collection) -> Encoder:
-    """The open_clip model for ``collection``: ``--model``, else its own, else the default."""
+def default_encoder(settings: Settings, collection: Collection | None) -> Encoder:
+    """The open_clip model for ``collection``: ``--model``, else its own, else the default
+    (``collection`` is None where a picture is read without one)."""
+    from clipfind.config import DEFAULT_MODEL
     from clipfind.encoder import ClipEncoder
 
-    return ClipEncoder.from_settings(settings, collection.model_spec)
+    spec = collection.model_spec if collection is not None else settings.model or DEFAULT_MODEL
+    return ClipEncoder.from_settings(settings, spec)
 
 
 def paths_of(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:

@@ -45,6 +45,11 @@ def check_terms(terms: Sequence[Term], catalog: Any | None = None,
             raise NotFoundError(f"item #{term.item_id} is not in the collection")
 
 
+def check_picture(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse bytes that do not decode as a picture (a cheap draft decode)."""
+    decode_image(data, _CHECK_SIDE, max_pixels, name)
+
+
 def check_label(catalog: Any, spec: str) -> None:
     """``LABEL`` must be a label of some stored set, ``SET:LABEL`` one of that set's
     (a label no item received is fine: the search then finds nothing)."""
