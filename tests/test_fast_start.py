@@ -66,6 +66,25 @@ def test_fast_load_equals_open_clip_loading(tmp_path: Path, name: str) -> None:
     assert any(not torch.equal(fresh.state_dict()[k], v) for k, v in ref.state_dict().items())
 
 
+def test_assigned_weights_take_the_models_dtype(tmp_path: Path) -> None:
+    """Assigning keeps the model's own layout, as a copying load would: an fp16 model
+    (what CUDA gets) from an fp32 file, and an fp32 model from an fp16 file."""
+    folder = save_tiny_checkpoint("tiny-clip-test", tmp_path / "m")
+    spec = f"local-dir:{folder}"
+    for precision in ("fp16", "fp32"):
+        fast = load_model(spec, "cpu", precision).model.state_dict()
+        ref = open_clip.create_model(spec, precision=precision).state_dict()
+        assert {k: (v.dtype, v.shape) for k, v in fast.items()} == {
+            k: (v.dtype, v.shape) for k, v in ref.items()}
+        assert all(torch.equal(fast[k], v) for k, v in ref.items())
+    half = {k: v.half() for k, v in load_file(str(folder / WEIGHTS)).items()}
+    save_file(half, str(folder / WEIGHTS))
+    fast = load_model(spec, "cpu", "fp32").model.state_dict()
+    ref = open_clip.create_model(spec).state_dict()
+    assert {v.dtype for v in fast.values()} == {torch.float32}
+    assert all(torch.equal(fast[k], v) for k, v in ref.items())
+
+
 def test_loading_draws_no_random_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the random initialisers fill is counted: open_clip's own path fills every
     weight before copying the checkpoint over it; the fast path fills almost none."""
