@@ -11,14 +11,25 @@ Heavy requests go through :class:`HeavyGate`: ``slots`` run at once, ``queue`` m
 wait (in the event loop, holding no thread), and anything beyond that, or waiting
 longer than ``wait_s``, is answered 503 with ``Retry-After``. ``/health`` never passes
 the gate, so it answers while every slot is busy.
+
+Memory ceiling: every decode of a request's image (uploads, thumbnails, detection on an
+item) happens inside a slot, and an upload is refused from its header above
+``max_upload_pixels`` (40 Mpx by default), so at most ``slots`` images of at most 40 Mpx
+are decoded at once. One such decode peaks at about 400 MB (a 16-bit or RGBA PNG; an
+8-bit RGB one about 300 MB), so the server grows by at most about ``slots`` x 400 MB
+over idle (default slots: one per core, at most 4). Measured with
+``python -m benchmarks.upload_memory`` (2 slots, 6 parallel uploads of each kind): a
+12000x12000 PNG is refused with no growth; 40 Mpx PNGs peaked 0.6-0.8 GB over idle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated
 
 from fastapi import HTTPException, Request
@@ -56,9 +67,16 @@ class ServerBusy(HTTPException):
 
 
 def default_slots() -> int:
-    """One heavy request per core: torch uses several threads each, so more in parallel
-    only shares the same cores and multiplies peak memory."""
-    return max(1, os.cpu_count() or 1)
+    """One heavy request per core, at most 4: torch uses several threads each, so more
+    in parallel only shares the same cores and multiplies peak memory."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap back to the system (glibc keeps per-thread arenas that a few
+    40 Mpx decodes leave at a gigabyte); a no-op elsewhere."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 class HeavyGate:
@@ -89,6 +107,8 @@ class HeavyGate:
         finally:
             self.running -= 1
             self._free.release()
+            if self.running == 0 and self.waiting == 0:
+                _malloc_trim()
 
 
 async def heavy(request: Request) -> AsyncIterator[None]:
