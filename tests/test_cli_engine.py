@@ -139,9 +139,11 @@ def test_real_checkpoint_on_real_photos_with_broken_files(tmp_path, capsys, tiny
 
 def test_unknown_model_is_one_sentence_and_exit_code_3(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CLIPFIND_DATA_DIR": str(tmp_path)}
+    photo = solid(tmp_path / "red.png", "red")  # classifying a file needs no collection
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("clipfind")), "search", "a dog", "--model",
-         "ViT-B-32/no_such_tag"], capture_output=True, text=True, env=env, timeout=120)
+        [str(Path(sys.executable).with_name("clipfind")), "classify", str(photo), "--labels",
+         "a,b", "--model", "ViT-B-32/no_such_tag"], capture_output=True, text=True, env=env,
+        timeout=120)
     assert proc.returncode == 3, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr
@@ -150,7 +152,8 @@ def test_unknown_model_is_one_sentence_and_exit_code_3(tmp_path):
 
 def test_offline_default_model_is_explained(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    code = main(["search", "a dog", "--data-dir", str(tmp_path)])
+    photo = solid(tmp_path / "red.png", "red")
+    code = main(["classify", str(photo), "--labels", "a,b", "--data-dir", str(tmp_path / "data")])
     err = capsys.readouterr().err
     assert code == 3 and "ViT-B-32/laion2b_s34b_b79k" in err and "local-dir:" in err
     assert "Traceback" not in err
