@@ -198,3 +198,100 @@ def test_folder_that_is_not_an_owl_model(tmp_path: Path) -> None:
 def test_family_must_match(owl_dirs: dict[str, Path]) -> None:
     with pytest.raises(ModelLoadError, match="is an owlvit model but the detector asked for is owlv2"):
         load_owl(str(owl_dirs["owlvit"]), kind="owlv2")
+
+
+def _guided_reference(folder: Path, path: Path, example: Path,
+                      threshold: float) -> tuple[list[tuple], float]:
+    """transformers alone: ``image_guided_detection`` + ``post_process_image_guided_detection``
+    (boxes in the file's pixels, clipped as clipfind does; scores are its alphas), and the
+    best box's sigmoid score, which the alphas are relative to (it may lie in OWLv2's
+    padding, outside the picture)."""
+    import torch
+    from transformers.image_utils import load_image as hf_load
+
+    processor, model = _hf(folder)
+    image, query = hf_load(str(path)), hf_load(str(example))
+    inputs = processor(images=image, query_images=query, return_tensors="pt")
+    with torch.inference_mode():
+        raw = model.image_guided_detection(**inputs)
+    res = processor.post_process_image_guided_detection(
+        raw, threshold=threshold, nms_threshold=0.3,
+        target_sizes=torch.tensor([[image.height, image.width]]))[0]
+    out = []
+    for alpha, box in zip(res["scores"].tolist(), res["boxes"].tolist(), strict=True):
+        b = _clip_ref(box, image.width, image.height)
+        if (b[2] - b[0]) * (b[3] - b[1]) > 0:
+            out.append(("example", alpha, b))
+    return out, float(torch.sigmoid(raw.logits.max()))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("picture", ["wide", "exif"])
+def test_detection_by_example_equals_transformers(owl_dirs: dict[str, Path], pictures: dict[str, Path],
+                                                  tmp_path: Path, kind: str, picture: str) -> None:
+    folder, path = owl_dirs[kind], pictures[picture]
+    image = load_image(path).image
+    example = tmp_path / "crop.png"
+    image.crop((10, 10, 60, 70)).save(example)
+    found = _ours(folder).detect_example(image, load_image(example).image, threshold=0.2,
+                                         max_boxes=1000, options=NO_SUPPRESSION)
+    ref, best = _guided_reference(folder, path, example, threshold=0.2)
+    assert len(ref) >= 3
+    # clipfind reports the sigmoid score; transformers its alpha relative to the best box
+    alphas = [("example", min(max((d.score - 0.1 * (best + 1e-6)) / (0.9 * (best + 1e-6)), 0.0), 1.0),
+               (d.box.xmin, d.box.ymin, d.box.xmax, d.box.ymax)) for d in found]
+    _assert_same(alphas, ref, box_tol=0.02)
+
+
+def _reference_nms(rows: list[tuple], iou_max: float, contained_max: float) -> list[tuple]:
+    """Greedy per-label suppression written from the rule (independent of clipfind's)."""
+    def inter(a: tuple, b: tuple) -> float:
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    def area(a: tuple) -> float:
+        return (a[2] - a[0]) * (a[3] - a[1])
+
+    kept: list[tuple] = []
+    for row in sorted(rows, key=lambda r: -r[1]):
+        rivals = [k for k in kept if k[0] == row[0]]
+        if all(inter(row[2], k[2]) / (area(row[2]) + area(k[2]) - inter(row[2], k[2])) <= iou_max
+               and inter(row[2], k[2]) / min(area(row[2]), area(k[2])) <= contained_max for k in rivals):
+            kept.append(row)
+    return kept
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_default_rules_suppress_per_label_and_cut_at_max(owl_dirs: dict[str, Path],
+                                                         pictures: dict[str, Path], kind: str) -> None:
+    from clipfind.search.detect.detector import NMS_CONTAINED, NMS_IOU
+
+    folder, path = owl_dirs[kind], pictures["tall"]
+    image = load_image(path).image
+    ref = _reference_nms(_reference(folder, path, LABELS, 0.2), NMS_IOU, NMS_CONTAINED)
+    every = _ours(folder).detect(image, LABELS, threshold=0.2, max_boxes=1000)
+    _assert_same(_as_rows(every), ref, box_tol=0.02)
+    assert len(every) < len(_reference(folder, path, LABELS, 0.2))  # something was suppressed
+    top = _ours(folder).detect(image, LABELS, threshold=0.2, max_boxes=3)
+    assert top == every[:3]
+
+
+def test_one_image_pass_and_one_text_batch_for_all_queries(owl_dirs: dict[str, Path],
+                                                           pictures: dict[str, Path]) -> None:
+    detector = load_owl(str(owl_dirs["owlv2"]))
+    calls = {"image": 0, "texts": []}
+    image_embedder, text_features = detector.model.image_embedder, detector._base.get_text_features
+
+    def count_image(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["image"] += 1
+        return image_embedder(*args, **kwargs)
+
+    def count_texts(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["texts"].append(len(kwargs["input_ids"]))
+        return text_features(*args, **kwargs)
+
+    detector.model.image_embedder, detector._base.get_text_features = count_image, count_texts
+    image = load_image(pictures["wide"]).image
+    detector.detect(image, LABELS, threshold=0.2)
+    assert calls == {"image": 1, "texts": [3]}
+    detector.detect(image, [*LABELS, "a cat"], threshold=0.2)  # known texts come from the cache
+    assert calls == {"image": 2, "texts": [3, 1]}
