@@ -40,7 +40,10 @@ def test_wheel_has_one_import_name_and_its_data(wheel: Path) -> None:
                    "clipfind/data/reference-model/open_clip_config.json",
                    "clipfind/api/web/static/index.html", "clipfind/api/web/static/js/main.js",
                    "clipfind/search/detect/detector.py", "clipfind/search/zeroshot/labeling.py",
-                   "clipfind/indexer/run.py", "clipfind/api/cli/app.py", "clipfind/training/trainer.py"]:
+                   "clipfind/indexer/run.py", "clipfind/api/cli/app.py", "clipfind/training/trainer.py",
+                   # the catalog's migrations, run when a collection is opened
+                   "clipfind/store/migrations/env.py",
+                   "clipfind/store/migrations/versions/0001_initial.py"]:
         assert needed in names, needed
     # every package folder in the source tree made it in (a package missing from
     # pyproject's list would be silently dropped)
