@@ -17,7 +17,8 @@ from clipfind.store.catalog import Catalog, ItemState
 
 LARGE_SHARE = 0.5  # removing more than this share of a root's items needs consent...
 LARGE_MIN = 10  # ...once it is at least this many items
-ALLOW = "allow removals to remove them (clipfind index --allow-removals)"
+ALLOW = ("allow removals to remove them (clipfind index --allow-removals; POST /index "
+         "with \"allow_removals\": true)")
 
 Confirm = Callable[[str], bool]
 

@@ -69,7 +69,7 @@ def test_copy_keeps_the_vector_its_content_had_when_the_original_changes(tmp_pat
     assert b[1] == "ok" and b[2] == red[2] and b[3] == 40  # the red vector, red's width
     assert rows[str(a)][3] == 50 and not np.allclose(_vec(rows[str(a)][2]), _vec(red[2]))
     code, out, _ = cli("search", "red", "-k", "1", "--json")
-    assert json.loads(out)["results"][0]["path"].endswith("b.jpg")
+    assert code == 0 and json.loads(out)["results"][0]["path"].endswith("b.jpg")
 
 
 def test_copy_of_a_file_that_turns_corrupt_is_indexed_not_skipped(tmp_path, cli):
@@ -174,6 +174,27 @@ def test_a_terminal_asks_before_removing_most_of_a_root(tmp_path, fake_settings,
     assert len(asked) == 1 and "15 of 20" in asked[0] and coll.catalog.count() == 20
     summary = index_paths(coll, fake_encoder, [tmp_path / "p"], confirm=lambda text: True)
     assert summary.removed == 15 and coll.catalog.count() == 5
+
+
+def test_a_servers_index_job_keeps_the_items_of_an_emptied_root(tmp_path):
+    from tests.test_api_support import app_settings, running_app, wait_job
+
+    files = _fill(tmp_path / "photos", 5)
+    with running_app(app_settings(tmp_path)) as client:  # indexes the root first
+        labelled = client.post("/labels/kinds", json={"labels": ["green", "magenta"]})
+        assert labelled.status_code == 200, labelled.text
+        before = client.get("/labels/kinds").json()
+        assert before["labelled_items"] == 5
+        for f in files:
+            f.unlink()
+        job = wait_job(client, client.post("/index", json={}).json()["id"])
+        assert job["status"] == "failed" and "no files" in job["error"]
+        assert "allow_removals" in job["error"]
+        assert client.get("/info").json()["indexed"] == 5
+        after = client.get("/labels/kinds").json()
+        assert after == before  # the labels survive with their items
+        job = wait_job(client, client.post("/index", json={"allow_removals": True}).json()["id"])
+        assert job["status"] == "done" and job["summary"]["removed"] == 5
 
 
 # -- 3. an empty or unreadable catalog beside an index ---------------------------------

@@ -41,6 +41,7 @@ class Job:
     finished_at: datetime | None = None
     summary: dict[str, Any] | None = None
     error: str | None = None
+    allow_removals: bool = False  # see clipfind.indexer.removals
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "roots": list(self.roots)}
@@ -69,7 +70,7 @@ class JobManager:
         self._cancel = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, root: str | None) -> Job:
+    def start(self, root: str | None, allow_removals: bool = False) -> Job:
         """Queue an index run over one configured root (by name), or all of them. A run
         over the same roots that is already queued or running is returned instead."""
         if not self.roots:
@@ -81,9 +82,10 @@ class JobManager:
         names = (root,) if root is not None else tuple(self.roots)
         with self._lock:
             for job in self._jobs.values():
-                if job.roots == names and job.status in ("queued", "running"):
+                if (job.roots == names and job.allow_removals == allow_removals
+                        and job.status in ("queued", "running")):
                     return job
-            job = Job(uuid.uuid4().hex[:16], names)
+            job = Job(uuid.uuid4().hex[:16], names, allow_removals=allow_removals)
             self._jobs[job.id] = job
             self._trim()
         thread = threading.Thread(target=self._run, args=(job.id,), name=f"index-{job.id}",
@@ -136,7 +138,8 @@ class JobManager:
 
             try:
                 summary = index_paths(self.collection, self.encoder,
-                                      [self.roots[n] for n in job.roots], progress=progress)
+                                      [self.roots[n] for n in job.roots], progress=progress,
+                                      allow_removals=job.allow_removals)
             except JobCancelled:
                 self._update(job_id, status="cancelled", finished_at=datetime.now())
             except ClipfindError as exc:

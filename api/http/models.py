@@ -141,6 +141,10 @@ class IndexRequest(BaseModel):
     root: Text | None = Field(None, description=(
         "Name of a root configured on the server (see GET /roots); null indexes all. "
         "A client can never name a path."))
+    allow_removals: bool = Field(False, description=(
+        "Remove the items of a root that is empty or on another device now, or most of a "
+        "root at once; without it such a run removes nothing and fails with the reason "
+        "(an unmounted drive looks like that)."))
 
 
 class JobOut(BaseModel):

@@ -59,7 +59,7 @@ def roots(state: StateDep) -> list[RootOut]:
 def start_index(body: IndexRequest, state: StateDep) -> JobOut:
     """Start indexing a root configured on the server (by name; all when omitted) in
     the background. Poll ``GET /jobs/{id}``. Searches keep working meanwhile."""
-    return JobOut(**state.jobs.start(body.root).as_dict())
+    return JobOut(**state.jobs.start(body.root, allow_removals=body.allow_removals).as_dict())
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="Recent jobs, newest first")
