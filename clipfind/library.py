@@ -40,13 +40,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from clipfind.config import Settings
-from clipfind.library_args import bytes_of, default_encoder, filters_of, item_id, paths_of, terms_of
+from clipfind.library_args import (
+    default_encoder,
+    detect_queries,
+    filters_of,
+    item_id,
+    paths_of,
+    picture_of,
+    terms_of,
+    vector_of,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from clipfind.encoding import Encoder, Vectors
-    from clipfind.imageio import DecodedImage
+    from clipfind.encoding import Encoder
     from clipfind.indexer.run import IndexSummary
     from clipfind.search.detect.detector import Detection
     from clipfind.search.detect.picture import DetectResult
@@ -237,7 +245,7 @@ class Clipfind:
         from clipfind.search.detect.locate import locate_hits
 
         found_by = self.detector(detector, example)
-        wanted = self._detect_queries(texts, found_by)
+        wanted = detect_queries(texts, found_by)
         return locate_hits(None, page.hits, wanted, threshold, max_boxes,
                            self.settings.max_pixels, found_by)
 
@@ -254,7 +262,7 @@ class Clipfind:
         from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, parse_labels
 
         names = parse_labels(labels)
-        vector = self._vector(image)
+        vector = vector_of(self, image)
         return classify_vector(self.encoder, vector, names, templates, multi_label, top,
                                threshold, DEFAULT_BACKGROUND if background is None else background)
 
@@ -308,8 +316,8 @@ class Clipfind:
         from clipfind.search.detect.picture import detect_picture
 
         found_by = self.detector(detector, example)
-        wanted = self._detect_queries(queries, found_by)
-        picture = self._picture(image)
+        wanted = detect_queries(queries, found_by)
+        picture = picture_of(self, image)
         return detect_picture(None, picture, wanted, threshold, max_boxes, found_by)
 
     def detector(self, detector: str | None = None, example: ImageRef | None = None) -> Any:
@@ -323,16 +331,7 @@ class Clipfind:
             return make_detector(detector, self.settings, encoder)
         label = f"#{item_id(example)}" if item_id(example) is not None else (
             Path(example).name if isinstance(example, (str, os.PathLike)) else "example")
-        return make_detector(detector, self.settings, encoder, self._picture(example).image, label)
-
-    @staticmethod
-    def _detect_queries(queries: str | Sequence[str], found_by: Any) -> list[str]:
-        from clipfind.search.detect.choice import ExampleDetector
-        from clipfind.search.detect.detector import _clean_queries
-
-        if isinstance(found_by, ExampleDetector):
-            return [found_by.label]
-        return _clean_queries([queries] if isinstance(queries, str) else list(queries))
+        return make_detector(detector, self.settings, encoder, picture_of(self, example).image, label)
 
     # -- the collection ----------------------------------------------------------------
     def info(self) -> CollectionInfo:
@@ -340,49 +339,3 @@ class Clipfind:
         from clipfind.search.info import CollectionInfo, collection_info
 
         return CollectionInfo.from_dict(collection_info(self._existing()))
-
-    # -- pictures ----------------------------------------------------------------------
-    def _vector(self, image: ImageRef) -> Vectors:
-        """An indexed item's stored vector (nothing decoded), else the picture's."""
-        item = item_id(image)
-        if item is not None:
-            vec = self._existing().catalog.vector_of(item)
-            if vec is None:
-                from clipfind.errors import NotFoundError
-
-                raise NotFoundError(f"item #{item} is not in the collection")
-            self.bind()  # the stored vector must share the labels' space
-            return vec
-        data, name = bytes_of(image)
-        if data is None:
-            return self.encoder.encode_images([image])[0]  # type: ignore[list-item]
-        from clipfind.imageio import decode_image
-        from clipfind.search.validate import check_picture
-
-        check_picture(data, name, self.settings.max_pixels)  # before the model loads
-        decoded = decode_image(data, self.encoder.image_size, self.settings.max_pixels, name)
-        return self.encoder.encode_images([decoded.image])[0]
-
-    def _picture(self, image: ImageRef) -> DecodedImage:
-        from clipfind.search.detect.picture import as_picture, decode_picture
-
-        item = item_id(image)
-        if item is not None:
-            image = self._item_path(item)
-        data, name = bytes_of(image)
-        if data is None:
-            return as_picture(image)  # type: ignore[arg-type]
-        return decode_picture(data, name, self.settings.max_pixels)
-
-    def _item_path(self, item: int) -> Path:
-        from clipfind.errors import NotFoundError
-        from clipfind.store.status import ItemStatus
-
-        row = self._existing().catalog.get_item(item)
-        if row is None or row.status != ItemStatus.OK:
-            raise NotFoundError(f"item #{item} is not in the collection")
-        path = Path(row.path)
-        if not path.is_file():
-            raise NotFoundError(f"item #{item}'s file {row.path} is gone from disk; re-index")
-        return path
-

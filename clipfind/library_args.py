@@ -1,6 +1,7 @@
 """The Python API's flexible arguments, turned into what the layers below take: paths,
-query terms, filters, picture references. Kept apart so :mod:`clipfind.library` reads
-as the list of things clipfind does."""
+query terms, filters, picture references (a file, bytes, a PIL image or an indexed
+item) as vectors or decoded pictures. Kept apart so :mod:`clipfind.library` reads as the
+list of things clipfind does."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from clipfind.config import Settings
 from clipfind.errors import QueryError
 
 if TYPE_CHECKING:
-    from clipfind.encoding import Encoder
+    from clipfind.encoding import Encoder, Vectors
+    from clipfind.imageio import DecodedImage
+    from clipfind.library import Clipfind
     from clipfind.search.filters import Filters
     from clipfind.search.query import Term
     from clipfind.store.collection import Collection
@@ -102,3 +105,63 @@ def bytes_of(ref: object) -> tuple[bytes | None, str]:
     if not path.is_file():
         raise NotFoundError(f"image {os.fspath(ref)!r} not found: give an image file or an item id #N")
     return read_bytes(path), str(path)
+
+
+def vector_of(clip: Clipfind, image: object) -> Vectors:
+    """An indexed item's stored vector (nothing decoded), else the picture's; a file is
+    checked before the model loads."""
+    item = item_id(image)
+    if item is not None:
+        vec = clip._existing().catalog.vector_of(item)
+        if vec is None:
+            from clipfind.errors import NotFoundError
+
+            raise NotFoundError(f"item #{item} is not in the collection")
+        clip.bind()  # the stored vector must share the labels' space
+        return vec
+    data, name = bytes_of(image)
+    if data is None:
+        return clip.encoder.encode_images([image])[0]  # type: ignore[list-item]
+    from clipfind.imageio import decode_image
+    from clipfind.search.validate import check_picture
+
+    check_picture(data, name, clip.settings.max_pixels)  # before the model loads
+    decoded = decode_image(data, clip.encoder.image_size, clip.settings.max_pixels, name)
+    return clip.encoder.encode_images([decoded.image])[0]
+
+
+def picture_of(clip: Clipfind, image: object) -> DecodedImage:
+    """A picture decoded for detection (search/detect/picture.py's size policy)."""
+    from clipfind.search.detect.picture import as_picture, decode_picture
+
+    item = item_id(image)
+    if item is not None:
+        image = item_path(clip, item)
+    data, name = bytes_of(image)
+    if data is None:
+        return as_picture(image)  # type: ignore[arg-type]
+    return decode_picture(data, name, clip.settings.max_pixels)
+
+
+def item_path(clip: Clipfind, item: int) -> Path:
+    """The file of an indexed item, which must still be there."""
+    from clipfind.errors import NotFoundError
+    from clipfind.store.status import ItemStatus
+
+    row = clip._existing().catalog.get_item(item)
+    if row is None or row.status != ItemStatus.OK:
+        raise NotFoundError(f"item #{item} is not in the collection")
+    path = Path(row.path)
+    if not path.is_file():
+        raise NotFoundError(f"item #{item}'s file {row.path} is gone from disk; re-index")
+    return path
+
+
+def detect_queries(queries: str | Sequence[str], found_by: Any) -> list[str]:
+    """The queries to detect: the given texts, cleaned, or an example's own label."""
+    from clipfind.search.detect.choice import ExampleDetector
+    from clipfind.search.detect.detector import _clean_queries
+
+    if isinstance(found_by, ExampleDetector):
+        return [found_by.label]
+    return _clean_queries([queries] if isinstance(queries, str) else list(queries))
