@@ -54,3 +54,32 @@ def test_test_clients_host_must_be_allowed_explicitly(tmp_path):  # type: ignore
         assert client.get("/health", headers={"Host": "localhost:8000"}).status_code == 200
     with running_app(app_settings(tmp_path, allowed_hosts=["*"]), index=False) as client:
         assert client.get("/health", headers={"Host": "anything.example"}).status_code == 200
+
+
+def test_clipfind_serve_takes_allowed_hosts(tmp_path, tiny_checkpoint):  # type: ignore[no-untyped-def]
+    """The CLI option reaches the server; the --host name is allowed too."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "clipfind", "serve", "--port", "0", "--json", "--host", "localhost",
+           "--allowed-host", "photos.lan", "--data-dir", str(tmp_path / "data"),
+           "--model", f"local-dir:{tiny_checkpoint}", "--device", "cpu"]
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line, (tmp_path / "serve.log").read_text()
+        doc = json.loads(line)
+        address = (doc["host"], doc["port"])
+        for host, status in (("photos.lan", 200), (f"localhost:{doc['port']}", 200),
+                             ("attacker.example", 400), ("photos.lan.attacker.example", 400)):
+            assert request(address, "GET", "/health", host=host)[0] == status, host
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

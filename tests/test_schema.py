@@ -39,19 +39,32 @@ SCHEMA = schemathesis.openapi.from_dict(create_app(Settings(model="fake-colour")
 OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operations()}
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory, request, catalog_backend):  # type: ignore[no-untyped-def]
-    """A server over a SQLite catalog, then over a PostgreSQL one (tests/pg.py)."""
-    tmp = tmp_path_factory.mktemp("schema")
+KEY = "schema-key"
+
+
+def _serve(tmp: Any, **extra: Any) -> Any:
     make_photos(tmp / "photos")
-    cfg = app_settings(tmp, max_upload_bytes=200_000, max_pixels=4_000_000,
-                       db_url=db_url(request, catalog_backend))
+    cfg = app_settings(tmp, max_upload_bytes=200_000, max_pixels=4_000_000, **extra)
     encoder = ColourEncoder()
     collection = Collection(cfg)  # indexed and labelled up front: ids 1..8 and a set exist
     index_paths(collection, encoder, [tmp / "photos"])
     label_collection(collection, encoder, ["red", "green", "blue"], name="colours")
     collection.close()
-    with TestClient(create_app(cfg, lambda _s, _c: encoder), raise_server_exceptions=False) as c:
+    return TestClient(create_app(cfg, lambda _s, _c: encoder), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory, request, catalog_backend):  # type: ignore[no-untyped-def]
+    """A server over a SQLite catalog, then over a PostgreSQL one (tests/pg.py)."""
+    url = db_url(request, catalog_backend)
+    with _serve(tmp_path_factory.mktemp("schema"), db_url=url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def keyed_client(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A server with an API key (SQLite): the cases below send it."""
+    with _serve(tmp_path_factory.mktemp("schema-key"), api_key=KEY) as c:
         yield c
 
 
@@ -79,16 +92,28 @@ def test_every_operation_is_covered() -> None:
     assert len(OPERATIONS) >= 17 and "POST /search" in OPERATIONS and "POST /detect" in OPERATIONS
 
 
-@pytest.mark.parametrize("label", sorted(OPERATIONS))
-def test_api_matches_its_schema(client, label):  # type: ignore[no-untyped-def]
+def _check(client: TestClient, label: str, examples: int, key: str | None = None) -> None:
     operation = OPERATIONS[label]
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def run(case):  # type: ignore[no-untyped-def]
-        response = send(client, case.as_transport_kwargs(base_url="http://testserver"))
+        kwargs = case.as_transport_kwargs(base_url="http://testserver")
+        if key is not None:  # whatever auth the case made up, the right key wins
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "X-API-Key": key}
+        response = send(client, kwargs)
         response.request.read()  # the checks look at the request body too
         case.validate_response(response, checks=CHECKS)
 
     run()
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_api_matches_its_schema(client, label):  # type: ignore[no-untyped-def]
+    _check(client, label, 12)
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_api_matches_its_schema_with_a_key(keyed_client, label):  # type: ignore[no-untyped-def]
+    _check(keyed_client, label, 6, KEY)
