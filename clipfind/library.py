@@ -189,9 +189,10 @@ class Clipfind:
         from clipfind.indexer.writer import remove_missing
 
         coll = self._existing()
-        ids = [s.id for s in coll.catalog.states_under(paths_of(paths)).values()]
-        with coll.updating() as updater:
-            updater.apply(remove_missing(coll.catalog, ids))
+        with coll.writing():  # not while an index run writes (CollectionBusyError)
+            ids = [s.id for s in coll.catalog.states_under(paths_of(paths)).values()]
+            with coll.updating() as updater:
+                updater.apply(remove_missing(coll.catalog, ids))
         return len(ids)
 
     def index_texts(self, texts: Sequence[str | tuple[str | None, str]] | str | os.PathLike[str],

@@ -85,6 +85,8 @@ def test_a_second_index_run_is_refused_with_the_holders_pid(tmp_path, cli):
         code, _, err = cli("index", str(tmp_path / "p"))
         assert code == 7 and "Traceback" not in err
         assert f"another index run is in progress (pid {proc.pid})" in err
+        code, _, err = cli("forget", str(tmp_path / "p"))  # forget writes too
+        assert code == 7 and f"(pid {proc.pid})" in err
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
