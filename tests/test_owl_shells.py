@@ -218,6 +218,13 @@ def test_http_detect_with_a_detector_and_an_example(owl_dir, photos, tmp_path):
         res = client.post("/detect", json={"item": ids["wide.png"], "example_item": ids["wide.png"]})
         assert res.status_code == 200, res.text
         assert {d["label"] for d in res.json()["detections"]} == {f"#{ids['wide.png']}"}
+        box = {"item": ids["sideways.jpg"], "example_item": ids["wide.png"], "example_box": [20, 10, 80, 60]}
+        res = client.post("/detect", json=box)
+        assert res.status_code == 200, res.text
+        assert _rows(res.json()["detections"]) == _expected(
+            owl_dir, photos / "sideways.jpg", example=crop, label=f"#{ids['wide.png']}")
+        res = client.post("/detect", json={**box, "example_box": [20, 10, 80, 900]})
+        assert res.status_code == QueryError.http_status and "example_box" in res.text
         # the CLIP detector on request: the collection's model (the colour fake) answers
         res = client.post("/detect", json={"item": ids["wide.png"], "queries": ["red"], "detector": "clip"})
         assert res.status_code == 200, res.text

@@ -40,6 +40,8 @@ class DetectRequest(BaseModel):
     example_item: int | None = Field(None, description=(
         "Find things like this indexed item (OWL's image-guided detection), instead of "
         "queries; or upload an 'example' file (multipart)."))
+    example_box: list[float] | None = Field(None, min_length=4, max_length=4, description=(
+        "[xmin, ymin, xmax, ymax] in the example's pixels: look for what is inside it."))
 
 
 EXAMPLE_FIELD = "example"
@@ -98,7 +100,22 @@ def _detector(state: Any, req: DetectRequest, example: bytes | None) -> tuple[An
     else:
         label = "example"
     picture = decode_picture(example, f"example {label}", state.settings.max_pixels)
-    return make_detector(req.detector, state.settings, None, picture.image, label), [label]
+    return make_detector(req.detector, state.settings, None, _crop(picture, req.example_box),
+                         label), [label]
+
+
+def _crop(picture: Any, box: list[float] | None) -> Any:
+    """The part of the example inside ``box`` (original pixels; the decoded picture
+    may be drafted smaller)."""
+    if box is None:
+        return picture.image
+    x0, y0, x1, y1 = box
+    width, height = picture.info.width, picture.info.height
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise QueryError(f"example_box {box} is not a box inside the {width}x{height} example")
+    sx, sy = picture.image.width / width, picture.image.height / height
+    return picture.image.crop((round(x0 * sx), round(y0 * sy), max(round(x1 * sx), round(x0 * sx) + 1),
+                               max(round(y1 * sy), round(y0 * sy) + 1)))
 
 
 def _detect(state: Any, req: DetectRequest, upload: bytes | None,
