@@ -17,9 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from clipfind.encoding import Encoder
 from clipfind.errors import ClipfindError, NotFoundError, QueryError
-from clipfind.store.collection import Collection
+from clipfind.library import Clipfind
 
 log = logging.getLogger(__name__)
 KEEP_FINISHED = 100
@@ -60,9 +59,8 @@ def root_names(roots: list[Path]) -> dict[str, Path]:
 
 
 class JobManager:
-    def __init__(self, collection: Collection, encoder: Encoder, roots: list[Path]) -> None:
-        self.collection = collection
-        self.encoder = encoder
+    def __init__(self, clip: Clipfind, roots: list[Path]) -> None:
+        self.clip = clip  # runs go through Clipfind.index, like `clipfind index`
         self.roots = root_names(roots)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -122,8 +120,6 @@ class JobManager:
             del self._jobs[job_id]
 
     def _run(self, job_id: str) -> None:
-        from clipfind.indexer import index_paths
-
         with self._run_lock:
             if self._cancel.is_set():
                 self._update(job_id, status="cancelled", finished_at=datetime.now())
@@ -137,9 +133,8 @@ class JobManager:
                     raise JobCancelled
 
             try:
-                summary = index_paths(self.collection, self.encoder,
-                                      [self.roots[n] for n in job.roots], progress=progress,
-                                      allow_removals=job.allow_removals)
+                summary = self.clip.index([self.roots[n] for n in job.roots], progress=progress,
+                                          allow_removals=job.allow_removals)
             except JobCancelled:
                 self._update(job_id, status="cancelled", finished_at=datetime.now())
             except ClipfindError as exc:

@@ -48,7 +48,7 @@ def open_state(settings: Settings, encoder_factory: EncoderFactory | None = None
         clip.close()
         raise
     roots = [Path(r).expanduser().absolute() for r in settings.roots]
-    jobs = JobManager(collection, encoder, roots)
+    jobs = JobManager(clip, roots)
     thumbs = ThumbnailCache(settings.cache_dir / "thumbnails", settings.max_pixels)
     log.info("serving collection %r (%s)", settings.collection, collection.stored_model)
     return AppState(settings, collection, encoder, jobs, thumbs, clip)
