@@ -40,7 +40,7 @@ class CollectionInfo:
 def collection_info(collection: Collection) -> dict[str, Any]:
     catalog = collection.catalog
     index = collection.vector_index()
-    url = catalog.engine.url.render_as_string(hide_password=True)
+    url = catalog.shown_url
     unstorable = roots.unstorable(catalog)  # names the catalog cannot hold: no item, no id
     return {
         "collection": collection.settings.collection,

@@ -124,6 +124,11 @@ class Catalog:
         self.labels = LabelStore(self)
         self.texts = TextStore(self)
 
+    @property
+    def shown_url(self) -> str:
+        """The database URL with its password hidden, for messages and ``info``."""
+        return _safe_url(self.url)
+
     def close(self) -> None:
         self.engine.dispose()
 
