@@ -16,7 +16,6 @@ from clipfind.api.http.limits import SetName, Text, check_prompts, heavy
 from clipfind.api.http.models import MAX_ID, Filter, HitOut
 from clipfind.api.http.uploads import body_openapi, json_openapi, read_body, read_json
 from clipfind.errors import NotFoundError, QueryError
-from clipfind.search.zeroshot.labeling import label_set_summary, list_label_sets
 from clipfind.templates import available_templates
 
 router = APIRouter(tags=["labels"])
@@ -152,8 +151,8 @@ async def classify(request: Request, state: StateDep) -> ClassifyOut:
 
 
 @router.get("/labels", response_model=list[LabelSetOut], summary="All label sets")
-def list_sets(collection: CollectionDep) -> list[LabelSetOut]:
-    return [LabelSetOut(**s.as_dict()) for s in list_label_sets(collection.catalog)]
+def list_sets(state: StateDep) -> list[LabelSetOut]:
+    return [LabelSetOut(**s.as_dict()) for s in state.clip.label_sets()]
 
 
 def _label(state: Any, set_name: str, body: LabelRequest) -> LabelRunOut:
@@ -174,8 +173,8 @@ async def label_set(set_name: SetParam, request: Request, state: StateDep) -> La
 
 
 @router.get("/labels/{set_name}", response_model=LabelSetOut, summary="A label set and its counts")
-def get_set(set_name: SetParam, collection: CollectionDep) -> LabelSetOut:
-    return LabelSetOut(**label_set_summary(collection.catalog, set_name).as_dict())
+def get_set(set_name: SetParam, state: StateDep) -> LabelSetOut:
+    return LabelSetOut(**state.clip.label_set(set_name).as_dict())
 
 
 @router.get("/labels/{set_name}/items", response_model=LabelItemsOut,
