@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -246,16 +247,35 @@ def test_an_index_file_replaced_by_a_folder_is_no_traceback(tmp_path, cli, caplo
     assert code == 0 and "Traceback" not in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_data_dir_is_named_not_the_db_url(tmp_path, cli):
+def _read_only(folder: Path, on: bool) -> None:
+    """A folder nobody may write: ``chmod`` for a user, ``chattr +i`` for root (whom
+    permissions do not stop)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555 if on else 0o755)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a folder read-only")
+    done = subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True)
+    if done.returncode and on:
+        pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+
+
+@pytest.mark.parametrize("which", ["collection", "data"])
+def test_a_read_only_data_dir_is_named_not_the_db_url(tmp_path, cli, which):
     _fill(tmp_path / "p", 2)
-    assert cli("index", str(tmp_path / "p"))[0] == 0
-    folder = cli.db.parent
-    for p in folder.iterdir():
-        p.chmod(0o444) if p.is_file() else None
-    folder.chmod(0o555)
+    if which == "collection":  # an existing collection in a folder that became read-only
+        assert cli("index", str(tmp_path / "p"))[0] == 0
+        gc.collect()
+        folder = cli.db.parent
+        for side in ("catalog.db-wal", "catalog.db-shm"):
+            (folder / side).unlink(missing_ok=True)
+    else:  # a new collection under a read-only data dir
+        folder = cli.db.parent.parent.parent
+        folder.mkdir(parents=True)
+    _read_only(folder, True)
     try:
         code, _, err = cli("index", str(tmp_path / "p"))
     finally:
-        folder.chmod(0o755)
-    assert code == 7 and "--db-url" not in err and str(folder) in err
+        _read_only(folder, False)
+    assert code == 7 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--db-url" not in err and f"{folder} " in err and "--data-dir" in err
