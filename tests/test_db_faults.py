@@ -228,3 +228,18 @@ def test_a_damaged_catalog_is_a_storage_error_for_the_server_too(tmp_path, cli):
     with pytest.raises(StorageError, match="is damaged") as caught:
         Collection(Settings(data_dir=cli.data)).catalog.count()
     assert caught.value.http_status == 503 and caught.value.exit_code == 7
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_storage_error(tmp_path):
+    from clipfind.errors import StorageError
+    from clipfind.store.locks import file_lock
+    from tests.test_data_safety import _read_only
+
+    folder = tmp_path / "coll"
+    folder.mkdir()
+    _read_only(folder, True)
+    try:
+        with pytest.raises(StorageError, match=f"Make {folder} writable"), file_lock(folder, "c"):
+            pass
+    finally:
+        _read_only(folder, False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from clipfind.errors import CollectionBusyError
+from clipfind.errors import CollectionBusyError, StorageError
 
 LOCK_NAME = "index.lock"
 
@@ -31,7 +31,13 @@ def _holder(fd: int) -> str:
 def file_lock(folder: Path, collection: str) -> Iterator[None]:
     """Hold ``folder/index.lock`` exclusively, or raise :class:`CollectionBusyError`."""
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only collection folder: nothing can be written anyway
+        raise StorageError(
+            f"Cannot write the lock file {path} ({exc.strerror or exc}); nothing was changed. "
+            f"Make {folder} writable, or choose another --data-dir (CLIPFIND_DATA_DIR)."
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
