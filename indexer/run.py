@@ -51,8 +51,11 @@ class IndexSummary:
     updated: int = 0
     moved: int = 0
     removed: int = 0
-    unchanged: int = 0
+    unchanged: int = 0  # indexed files this run found as they were
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # files skipped by an earlier run and unchanged since (not retried): unchanged +
+    # still_skipped is what `clipfind info` counts as indexed + skipped under the roots
+    still_skipped: int = 0
     encoded: int = 0
     seconds: float = 0.0
     pipeline_seconds: float = 0.0  # decode + encode + write only (no model load, no walk)
@@ -70,6 +73,7 @@ class IndexSummary:
         return {
             "added": self.added, "updated": self.updated, "moved": self.moved,
             "removed": self.removed, "unchanged": self.unchanged,
+            "still_skipped": self.still_skipped,
             "skipped": len(self.skipped),
             "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
             "encoded": self.encoded, "seconds": round(self.seconds, 3),
@@ -145,7 +149,10 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
         existing = catalog.states_under(roots)  # every vector forgotten: all files changed
         missing = {p: s for p, s in existing.items() if p not in seen}
     todo = [e for e in entries if _changed(existing.get(e.path), e)]
-    summary.unchanged = len(entries) - len(todo)
+    changed = {e.path for e in todo}
+    summary.still_skipped = sum(1 for e in entries if e.path not in changed
+                                and existing[e.path].status != ItemStatus.OK)
+    summary.unchanged = len(entries) - len(todo) - summary.still_skipped
     missing_by_hash = {s.content_hash: s for s in missing.values()
                        if s.content_hash and s.status == ItemStatus.OK}
     if not reembed and (todo or collection.stored_model != encoder.spec):

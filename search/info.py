@@ -24,6 +24,7 @@ class CollectionInfo:
     database: str
     data_dir: str
     skipped_files: list[dict[str, Any]]
+    texts: int = 0  # indexed texts, for image -> text search (clipfind index-texts)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -48,6 +49,7 @@ def collection_info(collection: Collection) -> dict[str, Any]:
         "dim": collection.stored_dim,
         "indexed": catalog.count(ItemStatus.OK),
         "skipped": catalog.count(ItemStatus.SKIPPED) + len(unstorable),
+        "texts": catalog.texts.count(),
         "index": {"kind": index.kind, "vectors": len(index), "generation": index.generation},
         "database": url,
         "data_dir": str(collection.settings.data_dir),

@@ -21,6 +21,7 @@ from clipfind.api.cli.common import (
     make_settings,
     open_clipfind,
     progress_bar,
+    score_text,
 )
 
 LabelsOpt = Annotated[str | None, typer.Option("--labels", "-l", help="Comma-separated labels: "
@@ -84,7 +85,7 @@ def classify(
     given = {a.label for a in result.accepted}
     for s in result.scores:
         mark = "✓" if s.label in given else " "
-        out.print(f"{s.score:8.4f} {mark} {s.label}", markup=False, highlight=False)
+        out.print(f"{score_text(s.score, 4):>8} {mark} {s.label}", markup=False, highlight=False)
     if result.none_of_these:
         out.print("none of these: no label beats the background prompts", markup=False)
 
@@ -228,7 +229,7 @@ def search_texts(settings: Any, terms: list[Any], k: int, json: bool) -> None:
     out = console()
     for rank, hit in enumerate(hits, start=1):
         key = f" [{hit.key}]" if hit.key and not hit.key.startswith("sha:") else ""
-        out.print(f"{rank:>4}  {hit.score:6.3f}{key}  {hit.text}", markup=False, highlight=False)
+        out.print(f"{rank:>4}  {score_text(hit.score):>6}{key}  {hit.text}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

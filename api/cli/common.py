@@ -72,6 +72,12 @@ def open_clipfind(settings: Settings) -> Clipfind:
     return Clipfind(settings, encoder_factory=lambda s, c: make_encoder(s, c))
 
 
+def score_text(value: float, digits: int = 3) -> str:
+    """A score for a terminal: rounding never shows "-0.000" (a cosine of -0.0001 is 0)."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def emit_json(document: Any) -> None:
     json.dump(document, sys.stdout, indent=2, default=str, ensure_ascii=False)
     sys.stdout.write("\n")

@@ -20,6 +20,7 @@ from clipfind.api.cli.common import (
     make_settings,
     open_clipfind,
     open_collection,
+    score_text,
 )
 
 DetectorOpt = Annotated[str | None, typer.Option("--detector", help="clip (the collection's "
@@ -97,7 +98,7 @@ def render_located(clip: Any, page: Any, terms: Any, as_json: bool,
     if not page.hits:
         out.print("no results")
     for rank, hit in enumerate(page.hits, start=page.offset + 1):
-        out.print(f"{rank:>4}  {hit.score:6.3f}  #{hit.id:<6} {hit.path}",
+        out.print(f"{rank:>4}  {score_text(hit.score):>6}  #{hit.id:<6} {hit.path}",
                   markup=False, highlight=False)
         for det in boxes.get(hit.id, []):
             out.print("        " + _line(det), markup=False, highlight=False)
@@ -136,7 +137,7 @@ def run_detection_eval(settings: Any, instances: Path, images_dir: Path | None, 
 
 def _line(det: Any) -> str:
     b = det.box
-    return (f"{det.score:6.3f}  {det.label}  "
+    return (f"{score_text(det.score):>6}  {det.label}  "
             f"[{b.xmin:.0f}, {b.ymin:.0f}, {b.xmax:.0f}, {b.ymax:.0f}]")
 
 

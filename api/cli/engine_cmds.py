@@ -21,6 +21,7 @@ from clipfind.api.cli.common import (
     make_settings,
     open_clipfind,
     progress_bar,
+    score_text,
 )
 from clipfind.api.cli.detect_cmds import DetectorOpt, OwlModelOpt
 
@@ -61,7 +62,9 @@ def index(
     out.print(
         f"added {summary.added}, updated {summary.updated}, moved {summary.moved}, "
         f"removed {summary.removed}, unchanged {summary.unchanged}, "
-        f"skipped {len(summary.skipped)} — {summary.encoded} images encoded in "
+        f"skipped {len(summary.skipped)}"
+        + (f", still skipped {summary.still_skipped}" if summary.still_skipped else "")
+        + f" — {summary.encoded} images encoded in "
         f"{summary.seconds:.1f}s ({summary.images_per_second:.1f} images/s)"
     )
     for path, reason in summary.skipped[:50]:
@@ -131,7 +134,7 @@ def search(
     if not page.hits:
         out.print("no results")
     for rank, hit in enumerate(page.hits, start=offset + 1):
-        out.print(f"{rank:>4}  {hit.score:6.3f}  #{hit.id:<6} {hit.path}",
+        out.print(f"{rank:>4}  {score_text(hit.score):>6}  #{hit.id:<6} {hit.path}",
                   markup=False, highlight=False)
 
 
@@ -152,6 +155,7 @@ def info(
         ("model", f"{doc['model'] or '(none yet)'}" + (f" (dim {doc['dim']})" if doc["dim"] else "")),
         ("indexed", doc["indexed"]),
         ("skipped", doc["skipped"]),
+        ("texts", doc.get("texts", 0)),
         ("index", f"{index['kind']}, {index['vectors']} vectors, generation {index['generation']}"),
         ("text", {"auto": "auto (int8 on CPU if it matches fp32 on a probe set, else fp32)"}.get(
             settings.text_precision, settings.text_precision)),

@@ -20,6 +20,7 @@ from clipfind.api.cli.common import (
     make_settings,
     open_collection,
     progress_bar,
+    score_text,
 )
 from clipfind.api.cli.detect_cmds import DetectorOpt, OwlModelOpt
 
@@ -301,7 +302,8 @@ def _print_demo(report: Any, where: str) -> None:
                   markup=False, highlight=False)
         for path, label, score in r.hits:
             mark = "✓" if label == r.expected else "✗"
-            out.print(f"   {mark} {score:6.3f}  {Path(path).name}  ({label})", markup=False, highlight=False)
+            out.print(f"   {mark} {score_text(score):>6}  {Path(path).name}  ({label})",
+                      markup=False, highlight=False)
     for section in report.sections:
         out.print(f"\n{section.title}", markup=False, highlight=False)
         for line in section.lines:

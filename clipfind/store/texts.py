@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from clipfind.store.schema import TextEntry
@@ -45,6 +45,11 @@ class TextStore:
     def model(self) -> str | None:
         """The model the texts were embedded with (``None`` before the first text)."""
         return self._catalog.get_meta(_MODEL_KEY)
+
+    def count(self) -> int:
+        """How many texts the collection holds."""
+        with self._catalog.session() as session:
+            return int(session.scalar(select(func.count(TextEntry.id))) or 0)
 
     def keys(self) -> dict[str, int]:
         """Every stored text's key and id."""
