@@ -45,42 +45,47 @@ def write_clip_vocab(folder: Path) -> tuple[Path, Path]:
     return vocab_file, merges_file
 
 
-def save_tiny_owl(kind: str, folder: Path, seed: int = 0) -> Path:
-    """A tiny random ``kind`` ("owlvit" or "owlv2") model plus its processor in ``folder``."""
-    import torch
-    from transformers import (
-        CLIPTokenizer,
-        Owlv2Config,
-        Owlv2ForObjectDetection,
-        Owlv2ImageProcessor,
-        Owlv2Processor,
-        OwlViTConfig,
-        OwlViTForObjectDetection,
-        OwlViTImageProcessor,
-        OwlViTProcessor,
-    )
+def tiny_processor(kind: str, images: object, folder: Path) -> object:
+    """An OWL processor for ``kind`` around the ``images`` processor, with the CLIP
+    tokenizer built offline in ``folder`` (:func:`write_clip_vocab`)."""
+    from transformers import CLIPTokenizer, Owlv2Processor, OwlViTProcessor
 
     vocab_file, merges_file = write_clip_vocab(folder / "vocab")
     tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=16,
                               pad_token="!")  # OWL's checkpoints pad with "!" (id 0)
+    cls = Owlv2Processor if kind == "owlv2" else OwlViTProcessor
+    return cls(image_processor=images, tokenizer=tokenizer)
+
+
+def save_tiny_owl(kind: str, folder: Path, seed: int = 0) -> Path:
+    """A tiny random ``kind`` ("owlvit" or "owlv2") model plus its processor in ``folder``."""
+    import torch
+    from transformers import (
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        OwlViTConfig,
+        OwlViTForObjectDetection,
+        OwlViTImageProcessor,
+    )
+
     torch.manual_seed(seed)
     side = TOWERS["vision_config"]["image_size"]
     if kind == "owlv2":
         model = Owlv2ForObjectDetection(Owlv2Config(**TOWERS))
         images = Owlv2ImageProcessor(size={"height": side, "width": side})
-        processor = Owlv2Processor(image_processor=images, tokenizer=tokenizer)
     elif kind == "owlvit":
         model = OwlViTForObjectDetection(OwlViTConfig(**TOWERS))
         images = OwlViTImageProcessor(size={"height": side, "width": side},
                                       crop_size={"height": side, "width": side})
-        processor = OwlViTProcessor(image_processor=images, tokenizer=tokenizer)
     else:
         raise ValueError(kind)
+    processor = tiny_processor(kind, images, folder)
     _tame_heads(model, seed)
     model.eval()
     out = folder / kind
     model.save_pretrained(out)
-    processor.save_pretrained(out)
+    processor.save_pretrained(out)  # type: ignore[attr-defined]
     return out
 
 
