@@ -82,6 +82,8 @@ def test_too_many_prompts_are_422(client):  # type: ignore[no-untyped-def]
     ("/labels/x", b'{"labels":["a"],"threshold":NaN}'),
     ("/labels/x", b'{"labels":["a"],"threshold":Infinity}'),
     ("/labels/x", b'{"labels":["\xff"]}'),
+    ("/index", b'{"root":"\xff"}'),
+    ("/index", b'{"root":NaN}'),
 ])
 def test_bad_json_numbers_and_bytes_are_422(client, url, body):  # type: ignore[no-untyped-def]
     r = client.post(url, content=body, headers={"content-type": "application/json"})

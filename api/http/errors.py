@@ -71,7 +71,7 @@ def _safe_error(error: dict[str, Any]) -> dict[str, Any]:
     out = {key: json_safe(error[key]) for key in ("type", "loc", "msg", "input", "ctx") if key in error}
     given = error.get("input")
     if isinstance(given, float) and not math.isfinite(given):
-        out["msg"] = f"must be a finite number, not {given} ({error.get('msg', '')})"
+        out["msg"] = f"{error.get('msg', 'invalid')} (got {given}: not a finite number)"
     if error.get("type") == "json_invalid":
         out["msg"] = f"the body is not valid UTF-8 JSON: {error.get('msg', '')}"
     return out

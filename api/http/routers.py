@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from clipfind.api.http import routes_detect, routes_items, routes_labels, routes_search
-from clipfind.api.http.models import SearchRequest
+from clipfind.api.http.models import IndexRequest, SearchRequest
 
 # Behind the API key (when one is set): the data and the work.
 SECURED: list[APIRouter] = [routes_search.router, routes_items.router, routes_labels.router,
                             routes_detect.router]
 # Request bodies documented by hand in the schema (JSON or multipart).
-BODY_MODELS: list[Any] = [SearchRequest, *routes_labels.BODY_MODELS, *routes_detect.BODY_MODELS]
+BODY_MODELS: list[Any] = [SearchRequest, IndexRequest, *routes_labels.BODY_MODELS, *routes_detect.BODY_MODELS]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 
 from clipfind import __version__
 from clipfind.api.http.deps import StateDep, require_api_key
 from clipfind.api.http.models import HealthOut, IndexRequest, InfoOut, JobOut, RootOut
+from clipfind.api.http.uploads import json_openapi, read_json
 
 public = APIRouter(tags=["server"])
 router = APIRouter(tags=["server"], dependencies=[Depends(require_api_key)])
@@ -55,11 +57,15 @@ def roots(state: StateDep) -> list[RootOut]:
     return roots_out(state)
 
 
-@router.post("/index", response_model=JobOut, status_code=202, summary="Index a configured root")
-def start_index(body: IndexRequest, state: StateDep) -> JobOut:
+@router.post("/index", response_model=JobOut, status_code=202, summary="Index a configured root",
+             openapi_extra=json_openapi(IndexRequest))
+async def start_index(request: Request, state: StateDep) -> JobOut:
     """Start indexing a root configured on the server (by name; all when omitted) in
     the background. Poll ``GET /jobs/{id}``. Searches keep working meanwhile."""
-    return JobOut(**state.jobs.start(body.root, allow_removals=body.allow_removals).as_dict())
+    # Read here rather than by FastAPI: a body that is not UTF-8 is a 422 with a message
+    body = await read_json(request, IndexRequest)
+    job = await run_in_threadpool(state.jobs.start, body.root, allow_removals=body.allow_removals)
+    return JobOut(**job.as_dict())
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="Recent jobs, newest first")
