@@ -243,3 +243,33 @@ def test_a_lock_file_that_cannot_be_made_is_a_storage_error(tmp_path):
             pass
     finally:
         _read_only(folder, False)
+
+
+def test_a_server_answers_damaged_catalog_pages_with_503(tmp_path):
+    import gc
+
+    from clipfind.indexer import index_paths
+    from clipfind.store.collection import Collection
+
+    _fill(tmp_path / "photos", 120)
+    settings = app_settings(tmp_path)
+    coll = Collection(settings)
+    index_paths(coll, ColourEncoder(), [tmp_path / "photos"])
+    coll.close()
+    del coll
+    gc.collect()
+    db = settings.collection_dir / "catalog.db"
+    with sqlite3.connect(db) as con:  # the pages of the items table and its indexes only
+        pages = [p for (p,) in con.execute(
+            "select pageno from dbstat where name = 'items' or name like '%items%'")]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    data = bytearray(db.read_bytes())
+    for page in pages:
+        data[(page - 1) * size:page * size] = os.urandom(size)
+    db.write_bytes(bytes(data))
+    with running_app(settings, index=False) as client:  # starts: meta and index are whole
+        response = client.get("/search", params={"q": "red"})
+        assert response.status_code == 503, response.text
+        detail = response.json()["detail"]
+        assert f"The catalog {db} is damaged" in detail and "Traceback" not in response.text
