@@ -82,7 +82,8 @@ def postgres_server() -> Iterator[PgServer]:
                     "apt-get install postgresql")
     pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[postgres]'")
     prefix, user = _runner()
-    base = Path(tempfile.mkdtemp(prefix="clipfind-pg-"))  # short: a socket path has ~100 chars
+    # /tmp: short, since a unix socket path holds ~100 characters (TMPDIR may be long)
+    base = Path(tempfile.mkdtemp(prefix="clipfind-pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
     if user:
         info = pwd.getpwnam(user)
         os.chown(base, info.pw_uid, info.pw_gid)
