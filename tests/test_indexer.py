@@ -87,7 +87,8 @@ def test_good_images_indexed_bad_ones_reported(tmp_path, fake_settings, fake_enc
     assert len(coll.vector_index()) == len(photos)
     # the skipped files are not retried while unchanged
     again, encoded = _index(coll, fake_encoder, tmp_path / "p")
-    assert (again.added, again.unchanged, encoded, again.skipped) == (0, 10, 0, [])
+    assert (again.added, again.unchanged, encoded, again.skipped) == (0, len(photos), 0, [])
+    assert again.still_skipped == len(reasons)  # apart: unchanged is what info calls indexed
 
 
 def test_reindex_encodes_nothing_and_a_touch_reads_but_does_not_encode(
