@@ -81,6 +81,38 @@ def check_vanished(catalog: Catalog, tallies: list[RootTally], now: dict[str, in
                 f"there; nothing was changed. Mount the drive it was on, or {ALLOW}.")
 
 
+def check_empty_folders(roots: list[Path], missing: Iterable[str]) -> None:
+    """A folder inside a root that held at least :data:`LARGE_MIN` of the missing items
+    and is there but empty now: a mount point below the root (``clipfind index /mnt``
+    with ``/mnt/photos`` unmounted). A deleted folder is gone, not empty."""
+    held: dict[Path, int] = {}
+    for path in missing:
+        folder = _nearest_existing(Path(path).parent, roots)
+        if folder is not None:
+            held[folder] = held.get(folder, 0) + 1
+    for folder, count in sorted(held.items()):
+        if count >= LARGE_MIN and _is_empty(folder):
+            raise RemovalRefusedError(
+                f"{folder} held {count} items and is an empty folder now (an unmounted "
+                f"drive?); nothing was changed. Mount it again, or {ALLOW}.")
+
+
+def _nearest_existing(folder: Path, roots: list[Path]) -> Path | None:
+    """``folder`` or its nearest existing parent, while still inside a root."""
+    root = _root_of(str(folder), roots)
+    while root is not None and folder != root and not folder.is_dir():
+        folder = folder.parent
+    return folder if root is not None and folder != root and folder.is_dir() else None
+
+
+def _is_empty(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as it:
+            return next(it, None) is None
+    except OSError:
+        return False
+
+
 def check_share(gone_by_root: dict[Path, int], tallies: list[RootTally],
                 confirm: Confirm | None) -> None:
     """After the new files are in: removing most of a root needs ``confirm`` to agree."""

@@ -144,6 +144,7 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
     devices = removals.current_devices(roots)
     if prune and confirm is not None:  # before anything is written
         removals.check_vanished(catalog, tallies, devices)
+        removals.check_empty_folders(roots, missing)
     if reembed:
         collection.bind_model(encoder, reembed=True)
         existing = catalog.states_under(roots)  # every vector forgotten: all files changed

@@ -127,6 +127,21 @@ def test_an_emptied_root_removes_nothing_without_allow_removals(tmp_path, cli):
     assert code == 0 and json.loads(out)["removed"] == 12 and _rows(cli.db) == {}
 
 
+def test_an_emptied_mount_point_inside_a_root_removes_nothing(tmp_path, cli):
+    _fill(tmp_path / "mnt" / "local", 20)
+    drive = _fill(tmp_path / "mnt" / "photos", 12)  # 12 of 32: not most of the root
+    assert cli("index", str(tmp_path / "mnt"))[0] == 0
+    before = _rows(cli.db)
+    for f in drive:
+        f.unlink()
+    code, _, err = cli("index", str(tmp_path / "mnt"))
+    assert code == 7 and f"{tmp_path / 'mnt' / 'photos'} held 12 items" in err
+    assert _rows(cli.db) == before
+    shutil.rmtree(tmp_path / "mnt" / "photos")  # a folder deleted for good is gone, not empty
+    code, out, _ = cli("index", str(tmp_path / "mnt"), "--json")
+    assert code == 0 and json.loads(out)["removed"] == 12
+
+
 def test_a_root_on_another_device_removes_nothing(tmp_path, cli):
     files = _fill(tmp_path / "photos", 4)
     assert cli("index", str(tmp_path / "photos"))[0] == 0
