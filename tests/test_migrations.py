@@ -235,3 +235,16 @@ def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(pg_url) 
     catalog.close()
     with pytest.raises(SchemaVersionError, match="newer version of clipfind"):
         Catalog(url)
+
+
+def test_processes_opening_one_new_catalog_at_once_all_succeed(tmp_path: Path) -> None:
+    """A server and a CLI started together: one creates the tables, the others wait
+    for it (without the schema lock, the losers failed on 'table already exists')."""
+    db = tmp_path / "c.db"
+    code = (f"from clipfind.store.catalog import Catalog\n"
+            f"c = Catalog('sqlite:///{db}')\nprint(c.count())\nc.close()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    assert all(rc == 0 and out.strip() == "0" for rc, out, _ in results), results
+    assert _raw(db, "SELECT version_num FROM alembic_version") == [(SCHEMA_REVISION,)]

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
 
 from clipfind.errors import CollectionError, SchemaVersionError
 
@@ -24,6 +23,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # The head of migrations/versions (tests/test_migrations.py checks they agree): a catalog
 # at this revision opens without importing Alembic, which costs more than half a second.
 SCHEMA_REVISION = "0001"
+_LOCK_KEY = 0x636C6970  # 'clip': the advisory lock that serialises upgrades on PostgreSQL
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -49,14 +49,38 @@ def head_revision() -> str:
     return head
 
 
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return ",".join(sorted(rows)) or None  # several rows (branches): never a known revision
+
+
 def current_revision(engine: Engine) -> str | None:
     """The database's revision; ``None`` for an empty database or one made before
     migrations existed."""
     with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    return ",".join(sorted(rows)) or None  # several rows (branches): never a known revision
+        return _revision(conn)
+
+
+def _lock(conn: Connection) -> None:
+    """Hold the database's schema lock until the transaction ends, so that of several
+    processes opening one new catalog, one upgrades and the others wait, then find it
+    done (SQLite: the write lock, waited for up to its busy timeout; PostgreSQL: an
+    advisory lock)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+
+
+def _refuse_newer(current: str | None, known: set[str], shown_url: str) -> None:
+    if current is not None and current not in known:
+        raise SchemaVersionError(
+            f"The catalog {shown_url} was written by a newer version of clipfind (schema "
+            f"revision {current}; this version knows up to {SCHEMA_REVISION}). Upgrade "
+            "clipfind (pip install -U clipfind) to open it; nothing was changed.")
 
 
 def upgrade_schema(engine: Engine, shown_url: str) -> None:
@@ -69,22 +93,17 @@ def upgrade_schema(engine: Engine, shown_url: str) -> None:
     from alembic import command
     from alembic.util.exc import CommandError
 
-    script = _script()
-    head = head_revision()
-    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
-        raise SchemaVersionError(
-            f"The catalog {shown_url} was written by a newer version of clipfind (schema "
-            f"revision {current}; this version knows up to {head}). Upgrade clipfind "
-            "(pip install -U clipfind) to open it; nothing was changed.")
-    log.info("upgrading catalog %s from schema %s to %s", shown_url, current or "(none)", head)
+    known = {r.revision for r in _script().walk_revisions()}
+    _refuse_newer(current, known, shown_url)
     try:
         with engine.begin() as conn:
+            _lock(conn)
+            current = _revision(conn)  # another process may have upgraded meanwhile
+            if current == SCHEMA_REVISION:
+                return
+            _refuse_newer(current, known, shown_url)
+            log.info("upgrading catalog %s from schema %s to %s", shown_url, current or "(none)",
+                     SCHEMA_REVISION)
             command.upgrade(_config(conn), "head")
-    except (SQLAlchemyError, CommandError) as exc:
-        # Two processes opening one new catalog race to create it: the loser's upgrade
-        # fails on the winner's tables, and the catalog is at head all the same.
-        if current_revision(engine) == head:
-            return
-        if isinstance(exc, CommandError):
-            raise CollectionError(f"Cannot upgrade the catalog {shown_url}: {exc}") from exc
-        raise
+    except CommandError as exc:
+        raise CollectionError(f"Cannot upgrade the catalog {shown_url}: {exc}") from exc
