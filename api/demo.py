@@ -1,6 +1,6 @@
 """The end-to-end demo behind ``clipfind demo``: no downloads, answers that are known.
 
-1. the reference model (trained on first use, cached afterwards);
+1. the reference model (shipped as package data, ``clipfind.data/reference-model``);
 2. a folder of synthetic "photos" (coloured shapes) with a manifest of what each shows;
 3. indexing through the real indexer, into a collection named ``demo``;
 4. text and image searches, each scored against the manifest.

@@ -246,8 +246,9 @@ def _print_report(report: Any) -> None:
 
 def demo(data_dir: DataDirOpt = None, k: Annotated[int, typer.Option("-k", help="Results per "
          "search.")] = 5, json: JsonOpt = False) -> None:
-    """Offline end-to-end demo: train (once) the tiny reference CLIP on synthetic shapes,
-    index a folder of shape pictures with it, and search them by text and by example."""
+    """Offline end-to-end demo: with the tiny reference CLIP shipped with clipfind, index a
+    folder of synthetic shape pictures, search them by text and by example, label them and
+    detect shapes, each answer checked against what was drawn."""
     from clipfind.api.demo import run_demo
 
     settings = make_settings(data_dir=data_dir)
