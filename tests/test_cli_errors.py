@@ -65,20 +65,21 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> 
 
 # -- usage mistakes: one line with the usage hint, exit 2 -------------------------------------
 @pytest.mark.parametrize(("argv", "says"), [
-    (["search", "--bogus", "x"], "no such option: --bogus"),
-    (["info", "--model", "x"], "no such option: --model"),
-    (["search", "dog", "-k", "notanumber"], "'-k' / '--top'"),
-    (["nosuchcmd"], "no such command 'nosuchcmd'"),
-    (["search", "- dog"], "put -- before it"),
-    (["labels", "show"], "missing argument 'NAME'"),
-    (["index"], "missing argument 'PATHS'"),
-    (["search", "dog", "cat"], "unexpected extra argument"),
+    # click 8.5 (under typer < 0.26) words it "no such option '--bogus'"
+    (["search", "--bogus", "x"], ("no such option", "--bogus")),
+    (["info", "--model", "x"], ("no such option", "--model")),
+    (["search", "dog", "-k", "notanumber"], ("'-k' / '--top'",)),
+    (["nosuchcmd"], ("no such command 'nosuchcmd'",)),
+    (["search", "- dog"], ("put -- before it",)),
+    (["labels", "show"], ("missing argument 'NAME'",)),
+    (["index"], ("missing argument 'PATHS'",)),
+    (["search", "dog", "cat"], ("unexpected extra argument",)),
 ])
 def test_usage_mistake_is_one_line_with_the_usage_hint_and_exit_2(tmp_path, argv, says):
     proc = run(*argv, data_dir=tmp_path / "data")
     line = one_line(proc)
     assert proc.returncode == 2, proc.stderr
-    assert line.startswith("error: ") and says in line
+    assert line.startswith("error: ") and all(part in line for part in says), line
     command = " ".join(["clipfind", *[a for a in argv[:2] if a in ("search", "info", "labels",
                                                                       "show", "index")]])
     assert f"see '{command} --help'" in line or argv == ["nosuchcmd"]
