@@ -42,7 +42,7 @@ PRECISIONS = ("auto", "fp32", "int8")
 # Lowest probe cosine to fp32 an int8 tower may have: the cosine at which a collection
 # takes a text vector for its own model's (store/collection.py _SAME_MODEL_COSINE), so
 # an accepted int8 tower never makes a collection indexed with fp32 refuse its queries.
-# How much of a top-10 that keeps: README, "Text precision".
+# How much of a top-10 that keeps: docs/performance.md, "int8 vs fp32 text tower".
 MIN_COSINE = 0.99
 
 

@@ -78,7 +78,7 @@ class Detection:
 
 @dataclass(frozen=True)
 class DetectOptions:
-    """Knobs of the method; the defaults are what the README's figures were measured with."""
+    """Knobs of the method; the defaults are what docs/performance.md's figures were measured with."""
 
     background: tuple[str, ...] = BACKGROUND
     dense_mode: str = "clearclip"
