@@ -165,45 +165,8 @@ def test_vectors_survive_as_float32(old_collection) -> None:  # type: ignore[no-
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
 
-# -- PostgreSQL: the same upgrade in place, on a throwaway server --------------------------
-@pytest.fixture(scope="module")
-def pg_url():  # type: ignore[no-untyped-def]
-    """A URL factory for databases on a private PostgreSQL server (skipped when the
-    server binaries or the psycopg driver are absent)."""
-    import shutil
-    import tempfile
-
-    psycopg = pytest.importorskip("psycopg")
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries not installed")
-    # not under pytest's tmp folder: its parents are private to root, the server's are not
-    root = Path(tempfile.mkdtemp(prefix="clipfind-pg-"))
-    # the server refuses to run as root: run it as the 'postgres' account when we are root
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if prefix:
-        shutil.chown(root, "postgres")
-    data, port = root / "data", 54000 + os.getpid() % 1000
-    for argv in ([initdb, "-D", str(data), "-U", "postgres", "-A", "trust"],
-                 [pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                  f"-p {port} -k {root} -c listen_addresses=''", "start"]):
-        run = subprocess.run([*prefix, *argv], capture_output=True, text=True)
-        if run.returncode:  # no 'postgres' account, a port taken, ...: this machine can't
-            shutil.rmtree(root, ignore_errors=True)
-            pytest.skip(f"cannot start a PostgreSQL server: {run.stderr.strip()[:200]}")
-    admin = psycopg.connect(f"host={root} port={port} user=postgres dbname=postgres", autocommit=True)
-
-    def make(name: str) -> str:
-        admin.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://postgres@/{name}?host={root}&port={port}"
-
-    yield make
-    admin.close()
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(pg_url) -> None:  # type: ignore[no-untyped-def]
+# -- PostgreSQL: the same upgrade in place, on the session's throw-away server (tests/pg.py)
+def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(postgres_server) -> None:  # type: ignore[no-untyped-def]
     from datetime import datetime
 
     from sqlalchemy import create_engine, text
@@ -211,7 +174,7 @@ def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(pg_url) 
 
     from clipfind.store.schema import Base, Item, ItemLabel, LabelSet, TextEntry
 
-    url = pg_url("legacy")
+    url = postgres_server.new_database()
     engine = create_engine(url)
     Base.metadata.create_all(engine)  # how clipfind made a catalog before migrations
     vector = np.arange(8, dtype=np.float32).tobytes()
@@ -237,14 +200,19 @@ def test_postgresql_catalog_from_before_migrations_is_upgraded_in_place(pg_url) 
         Catalog(url)
 
 
-def test_processes_opening_one_new_catalog_at_once_all_succeed(tmp_path: Path) -> None:
+def test_processes_opening_one_new_catalog_at_once_all_succeed(tmp_path: Path, request, backend) -> None:  # type: ignore[no-untyped-def]
     """A server and a CLI started together: one creates the tables, the others wait
     for it (without the schema lock, the losers failed on 'table already exists')."""
-    db = tmp_path / "c.db"
+    from clipfind.store.migrate import current_revision
+    from tests.pg import db_url
+
+    url = db_url(request, backend) or f"sqlite:///{tmp_path / 'c.db'}"
     code = (f"from clipfind.store.catalog import Catalog\n"
-            f"c = Catalog('sqlite:///{db}')\nprint(c.count())\nc.close()\n")
+            f"c = Catalog({url!r})\nprint(c.count())\nc.close()\n")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     results = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
     assert all(rc == 0 and out.strip() == "0" for rc, out, _ in results), results
-    assert _raw(db, "SELECT version_num FROM alembic_version") == [(SCHEMA_REVISION,)]
+    catalog = Catalog(url)
+    assert current_revision(catalog.engine) == SCHEMA_REVISION
+    catalog.close()
