@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,16 @@ def db_url(request: pytest.FixtureRequest, backend: str) -> str | None:
         return None
     server: PgServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run a test once on SQLite and once on PostgreSQL, each with a fresh catalog."""
+    return request.param  # type: ignore[no-any-return]
+
+
+def on_backend(request: pytest.FixtureRequest, settings: Any, backend: str) -> Any:
+    """``settings`` with its catalog on ``backend``: unchanged for SQLite (the collection's
+    own file), a fresh database on the session's PostgreSQL server otherwise."""
+    url = db_url(request, backend)
+    return settings if url is None else settings.model_copy(update={"db_url": url})

@@ -19,8 +19,15 @@ from clipfind.search import build_terms, search
 from clipfind.store.collection import Collection
 from clipfind.store.schema import STATUS_OK
 from tests.fakes import solid
+from tests.pg import on_backend
 
 COLOURS = ("red", "green", "blue", "yellow", "cyan", "magenta")
+
+
+@pytest.fixture
+def fake_settings(request, fake_settings, backend):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (tests/pg.py), a fresh catalog each."""
+    return on_backend(request, fake_settings, backend)
 
 
 def _photos(root: Path, colours: tuple[str, ...] = COLOURS) -> dict[str, Path]:

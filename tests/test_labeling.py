@@ -22,8 +22,15 @@ from clipfind.search.zeroshot.labeling import (
 )
 from clipfind.store.collection import Collection
 from tests.fakes import ColourEncoder, solid
+from tests.pg import on_backend
 
 COLOURS = ["red", "green", "blue", "yellow"]
+
+
+@pytest.fixture
+def fake_settings(request, fake_settings, backend):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (tests/pg.py), a fresh catalog each."""
+    return on_backend(request, fake_settings, backend)
 
 
 @pytest.fixture

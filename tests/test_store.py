@@ -16,6 +16,13 @@ from clipfind.search import build_terms, search
 from clipfind.store.collection import Collection
 from clipfind.store.vectors import VectorIndex
 from tests.fakes import DIM, ColourEncoder, solid
+from tests.pg import on_backend
+
+
+@pytest.fixture
+def fake_settings(request, fake_settings, backend):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (tests/pg.py), a fresh catalog each."""
+    return on_backend(request, fake_settings, backend)
 
 
 class OtherEncoder(ColourEncoder):

@@ -10,6 +10,13 @@ from clipfind.errors import QueryError
 from clipfind.search.texts import index_texts, read_texts_file, search_texts
 from clipfind.store.collection import Collection
 from tests.fakes import ColourEncoder
+from tests.pg import on_backend
+
+
+@pytest.fixture
+def fake_settings(request, fake_settings, backend):  # type: ignore[no-untyped-def]
+    """Every test here runs on SQLite and on PostgreSQL (tests/pg.py), a fresh catalog each."""
+    return on_backend(request, fake_settings, backend)
 
 
 def _vec(enc: ColourEncoder, rgb: tuple[int, int, int]):  # type: ignore[no-untyped-def]
