@@ -1,0 +1,73 @@
+"""Real ``clipfind`` subprocesses (index runs, servers) with the colour encoder, slowed per
+batch so that what they do overlaps, for the PostgreSQL concurrency tests. No tests here."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.fakes import solid
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The model is the colour encoder (no weights to load), in the CLI and in a server alike;
+# each batch of pictures takes CLIPFIND_TEST_DELAY seconds more, so runs overlap.
+CHILD = """
+import os, sys, time
+import clipfind.api.cli.common as common
+import clipfind.library as library
+from tests.fakes import ColourEncoder
+
+class Slow(ColourEncoder):
+    def encode_pixels(self, pixels):
+        time.sleep(float(os.environ.get("CLIPFIND_TEST_DELAY", "0")))
+        return super().encode_pixels(pixels)
+
+common.make_encoder = lambda settings, coll: Slow()
+library.default_encoder = lambda settings, coll: Slow()
+from clipfind.api.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def fill(root: Path, n: int, start: int = 0) -> list[Path]:
+    """``n`` pictures of distinct solid colours."""
+    return [solid(root / f"img{i:03d}.png", (i * 37 % 256, 255 - i * 11 % 256, (i * 71) % 256))
+            for i in range(start, start + n)]
+
+
+def clipfind(*argv: str, delay: float = 0.0, batch_size: int = 4, **kw: Any) -> subprocess.Popen:
+    """``clipfind ARGV`` in a child process, encoding ``batch_size`` pictures a batch."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CLIPFIND_TEST_DELAY": str(delay),
+           "CLIPFIND_BATCH_SIZE": str(batch_size)}
+    return subprocess.Popen([sys.executable, "-c", CHILD, *argv], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def announced(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, int]:
+    """The ``(host, port)`` a ``clipfind serve --json`` prints once it listens."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        proc.kill()
+        raise AssertionError(f"the server did not start: {proc.communicate()[1][-3000:]}")
+    doc = json.loads(line)
+    return doc["host"], int(doc["port"])
+
+
+def stop(proc: subprocess.Popen) -> str:
+    """Stop a process (if still running); its stderr."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        return proc.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
+
