@@ -279,7 +279,7 @@ class Clipfind:
         from clipfind.search.zeroshot.prompts import DEFAULT_BACKGROUND, parse_labels
 
         return label_collection(
-            self.collection, self.encoder, parse_labels(labels), name=name, templates=templates,
+            self._existing(), self.encoder, parse_labels(labels), name=name, templates=templates,
             multi_label=multi_label, threshold=threshold, top=top, path=path,
             background=DEFAULT_BACKGROUND if background is None else background,
             progress=progress)

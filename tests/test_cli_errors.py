@@ -177,12 +177,15 @@ def test_a_model_that_cannot_load_is_exit_3_in_one_line(indexed):
 
 
 # -- read-only commands create nothing ----------------------------------------------------
-@pytest.mark.parametrize("argv", [["search", "a dog"], ["info"], ["labels", "list"],
-                                  ["labels", "show", "x"]])
+@pytest.mark.parametrize("argv", [
+    ["search", "a dog", "--model", NO_MODEL], ["info"], ["labels", "list"],
+    ["labels", "show", "x"], ["label", "--labels", "a,b", "--model", NO_MODEL],
+    ["forget", "/tmp"]])
 def test_read_only_commands_on_a_missing_collection_create_nothing(tmp_path, argv):
+    """Reading (or labelling) a collection that is not there is exit 6, and leaves no
+    empty collection behind."""
     data = tmp_path / "data"
-    proc = run(*argv, "--model", NO_MODEL, data_dir=data) if argv[0] == "search" else run(
-        *argv, data_dir=data)
+    proc = run(*argv, data_dir=data)
     line = one_line(proc)
     assert proc.returncode == 6 and "no collection 'default'" in line, line
     assert not data.exists()
