@@ -100,16 +100,27 @@ def _make_engine(url: str) -> Engine:
 class Catalog:
     """Access to one collection's database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, in_data_dir: bool = False) -> None:
+        """``in_data_dir``: the URL is the default SQLite file in the collection folder
+        (not one the user gave), so a failure to create it is the data dir's."""
         self.url = url
         try:
             self.engine = _make_engine(url)
             upgrade_schema(self.engine, _safe_url(url))
+        except StorageError as exc:
+            if faults.sqlite_file(url) is not None:
+                raise  # names the file and the folder already
+            cause = exc.__cause__ or exc
+            reason = (str(getattr(cause, "orig", None) or cause).strip().splitlines() or ["?"])[0]
+            raise StorageError(  # a server that is down: the URL is the user's to check
+                f"Cannot open the catalog database {_safe_url(url)}: {reason[:300]}. Check "
+                "that the server is running and reachable, and --db-url / CLIPFIND_DB_URL."
+            ) from exc
         except (SQLAlchemyError, ImportError, ValueError, OSError) as exc:
             # a typo in --db-url, a server that is down, a missing driver: one sentence
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             path = faults.sqlite_file(url)
-            if path is not None and isinstance(exc, OSError):  # the data dir, not a URL typo
+            if in_data_dir and path is not None and isinstance(exc, OSError):
                 raise StorageError(
                     f"Cannot create the catalog {path}: {reason}. Make "
                     f"{faults.existing_ancestor(path)} writable, or choose another --data-dir "

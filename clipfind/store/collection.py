@@ -81,7 +81,7 @@ class Collection:
                 "writable, or choose another --data-dir (CLIPFIND_DATA_DIR)."
             ) from exc
         check_catalog_file(settings.database_url, settings.index_path)
-        self.catalog = Catalog(settings.database_url)
+        self.catalog = Catalog(settings.database_url, in_data_dir=settings.db_url is None)
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._live: IndexUpdater | None = None  # a run of writes in this process
