@@ -104,3 +104,40 @@ def test_an_index_job_on_one_server_is_searchable_through_the_other(two_servers)
     info_a, info_b = _get(a, "/info"), _get(b, "/info")
     assert info_a["index"]["generation"] == info_b["index"]["generation"]
     assert info_a["index"]["vectors"] == info_b["index"]["vectors"] == N_FIRST + N_SECOND
+
+
+def _save_repeatedly(path: Path, generation: int, rounds: int) -> None:
+    import numpy as np
+
+    from clipfind.store.vectors import VectorIndex
+
+    n = 10 * generation  # the generation can be told from the content
+    vecs = np.random.default_rng(generation).standard_normal((n, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex.build(np.arange(n, dtype=np.int64), vecs, 16, generation=generation)
+    for _ in range(rounds):
+        index.save(path)
+
+
+def test_processes_saving_one_index_file_never_leave_a_mixed_pair(tmp_path):  # type: ignore[no-untyped-def]
+    """Servers sharing a collection folder save the index they rebuilt to the same file:
+    each save completes, and every load gets an index with its own generation."""
+    import multiprocessing
+
+    from clipfind.store.vectors import VectorIndex
+
+    path = tmp_path / "index.faiss"
+    ctx = multiprocessing.get_context("fork")
+    savers = [ctx.Process(target=_save_repeatedly, args=(path, g, 150)) for g in (1, 2)]
+    for proc in savers:
+        proc.start()
+    loads, mixed = 0, 0
+    while any(proc.is_alive() for proc in savers):
+        loaded = VectorIndex.load(path, mmap=False)
+        if loaded is not None:
+            loads += 1
+            mixed += len(loaded) != 10 * loaded.generation
+    for proc in savers:
+        proc.join(60)
+    assert [proc.exitcode for proc in savers] == [0, 0]
+    assert loads > 0 and mixed == 0, (loads, mixed)

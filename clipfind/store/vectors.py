@@ -12,6 +12,7 @@ Inner product on L2-normalised vectors is cosine similarity.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -234,24 +235,27 @@ class VectorIndex:
 
     # -- files -------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half."""
+        """Write atomically: a crash leaves the old file or the new one, never half. Several
+        processes may share the collection folder (servers on one catalog): each writes its
+        own temporary files, and the index file and its sidecar change together, under an
+        exclusive lock that loads take shared, so a load never pairs one process's index
+        with another's generation."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
+        unique = f".{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = path.with_name(path.name + unique)
+        side = _sidecar(path)
+        tmp_side = side.with_name(side.name + unique)
+        meta = {"generation": self.generation, "count": len(self), **asdict(self.plan)}
         try:
             with self._lock:
                 faiss.write_index(self.index, str(tmp))
             _fsync(tmp)
-            os.replace(tmp, path)
+            tmp_side.write_text(json.dumps(meta))
+            with _file_lock(path, fcntl.LOCK_EX):
+                os.replace(tmp, path)
+                os.replace(tmp_side, side)
         except BaseException:  # disk full, a folder in the way: leave no half file behind
             tmp.unlink(missing_ok=True)
-            raise
-        meta = {"generation": self.generation, "count": len(self), **asdict(self.plan)}
-        side = _sidecar(path)
-        tmp_side = side.with_suffix(".json.tmp")
-        try:  # a stale sidecar only makes the next load rebuild (its generation is old)
-            tmp_side.write_text(json.dumps(meta))
-            os.replace(tmp_side, side)
-        except BaseException:
             tmp_side.unlink(missing_ok=True)
             raise
         self.path = path
@@ -264,11 +268,12 @@ class VectorIndex:
         if not path.is_file() or not side.is_file():
             return None
         try:
-            meta = json.loads(side.read_text())
-            if mmap is None:
-                mmap = path.stat().st_size > MMAP_BYTES
-            flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
-            index = faiss.read_index(str(path), flags)
+            with _file_lock(path, fcntl.LOCK_SH):  # the pair one save wrote, not two
+                meta = json.loads(side.read_text())
+                if mmap is None:
+                    mmap = path.stat().st_size > MMAP_BYTES
+                flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
+                index = faiss.read_index(str(path), flags)
         except (OSError, RuntimeError, ValueError):
             return None
         plan = IndexPlan(meta.get("kind", "flat"), int(meta.get("nlist", 0)),
@@ -278,6 +283,29 @@ class VectorIndex:
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+@contextmanager
+def _file_lock(path: Path, mode: int) -> Iterator[None]:
+    """``flock`` on ``path``'s lock file beside it (never the index file itself: that is
+    replaced, and a lock on a replaced file guards nothing). In a read-only folder, where
+    nothing can save either, a load goes ahead unlocked."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if mode != fcntl.LOCK_SH:
+            raise
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fsync(path: Path) -> None:
