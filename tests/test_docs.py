@@ -98,6 +98,42 @@ def test_no_lab_notebook_in_user_docs() -> None:
         assert not found, f"{page.name} mentions {found}"
 
 
+def _cells(row: str) -> int:
+    """Cells in a table row: pipes outside inline code split it."""
+    return len(re.sub(r"`[^`]*`", "x", row).strip().strip("|").split("|"))
+
+
+def _table_problems(text: str) -> list[str]:
+    """Every run of table lines starts with a header and a |---| line, and its rows have
+    the header's number of cells (a stray row renders as text, not as a row)."""
+    problems, run = [], []
+    for line in [*_prose(text).splitlines(), ""]:
+        if line.startswith("|"):
+            run.append(line)
+            continue
+        if run:
+            if len(run) < 2 or not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", run[1].strip()):
+                problems.append(f"table without a header: {run[0][:60]}")
+            else:
+                problems += [f"{_cells(r)} cells, header has {_cells(run[0])}: {r[:60]}"
+                             for r in run if _cells(r) != _cells(run[0])]
+            run = []
+    return problems
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_tables_are_well_formed(page: Path) -> None:
+    problems = _table_problems(page.read_text(encoding="utf-8"))
+    assert not problems, f"{page.name}: " + "; ".join(problems)
+
+
+def test_table_checker_sees_a_stray_row() -> None:
+    good = "| a | b |\n|---|---|\n| `x|y` | 2 |\n"
+    assert _table_problems(good) == []
+    assert _table_problems(good + "\ntext\n\n| 3 | 4 |\n")  # a row after a paragraph
+    assert _table_problems("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n")
+
+
 def _python_blocks(page: Path) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), re.S | re.M)
 
