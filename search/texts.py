@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipfind.encoding import Encoder
-from clipfind.errors import QueryError
+from clipfind.errors import NotFoundError, QueryError
 from clipfind.search.zeroshot.scoring import rank_rows
 from clipfind.store.catalog import vector_to_bytes
 
@@ -62,6 +62,8 @@ def read_texts_file(path: Path) -> list[tuple[str | None, str]]:
     path = Path(path).expanduser()
     try:
         raw = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"texts file {path} not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise QueryError(f"cannot read texts file {path}: {exc}") from exc
     suffix = path.suffix.lower()

@@ -252,3 +252,25 @@ def test_an_internal_error_is_one_line_and_the_traceback_needs_verbose(tmp_path)
                           capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
     assert loud.returncode == 1
     assert "Traceback" in loud.stderr and "disk on fire" in loud.stderr
+
+
+# -- files the user names -----------------------------------------------------------------
+def test_missing_input_files_are_not_found(indexed, tmp_path):
+    data = indexed["data"]
+    proc = run("classify", str(indexed["good"]), "--labels-file", str(tmp_path / "nope.txt"),
+               "--model", NO_MODEL, data_dir=data)
+    assert proc.returncode == 6 and "nope.txt" in one_line(proc)
+    proc = run("index-texts", str(tmp_path / "nope.txt"), "--model", NO_MODEL, data_dir=data)
+    assert proc.returncode == 6 and "nope.txt" in one_line(proc)
+
+
+def test_export_into_a_missing_folder_or_of_a_missing_set_leaves_no_file(indexed, tmp_path):
+    data = indexed["data"]
+    proc = run("labels", "export", "colours", "-o", str(tmp_path / "no" / "out.csv"),
+               data_dir=data)
+    assert proc.returncode == 6 and "no" in one_line(proc)
+    proc = run("labels", "export", "nosuch", "-o", str(tmp_path / "out.csv"), data_dir=data)
+    assert proc.returncode == 6 and "nosuch" in one_line(proc)
+    assert list(tmp_path.iterdir()) == []
+    proc = run("labels", "export", "colours", "-o", str(tmp_path / "out.csv"), data_dir=data)
+    assert proc.returncode == 0 and (tmp_path / "out.csv").read_text().startswith("item_id,")

@@ -178,9 +178,17 @@ def labels_export(
     if output is None:
         clip.export_label_set(name, fmt, sys.stdout)
         return
+    if not output.parent.is_dir():
+        from clipfind.errors import NotFoundError
+
+        raise NotFoundError(f"cannot write {output}: folder {output.parent} does not exist")
     tmp = output.with_name(output.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
-        n = clip.export_label_set(name, fmt, fh)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            n = clip.export_label_set(name, fmt, fh)
+    except BaseException:  # an unknown set or format leaves no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(output)
     typer.echo(f"wrote {n} labels to {output}", err=True)
 

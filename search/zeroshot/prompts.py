@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipfind.encoding import Encoder
-from clipfind.errors import QueryError
+from clipfind.errors import NotFoundError, QueryError
 
 Vectors = npt.NDArray[np.float32]
 
@@ -62,6 +62,8 @@ def read_labels_file(path: Path) -> list[str]:
     """One label per line (``#`` comments, blank lines ignored), or a JSON/YAML list."""
     try:
         raw = Path(path).expanduser().read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"labels file {path} not found") from exc
     except OSError as exc:
         raise QueryError(f"cannot read labels file {path}: {exc.strerror or exc}") from exc
     return parse_labels(_read_list(raw, Path(path)))
