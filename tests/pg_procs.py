@@ -16,7 +16,8 @@ from tests.fakes import solid
 REPO = Path(__file__).resolve().parents[1]
 
 # The model is the colour encoder (no weights to load), in the CLI and in a server alike;
-# each batch of pictures takes CLIPFIND_TEST_DELAY seconds more, so runs overlap.
+# each batch of pictures takes CLIPFIND_TEST_DELAY seconds more, so runs overlap, and
+# waits (up to 2 minutes) for the file CLIPFIND_TEST_GATE to exist, when one is named.
 CHILD = """
 import os, sys, time
 import clipfind.api.cli.common as common
@@ -25,6 +26,10 @@ from tests.fakes import ColourEncoder
 
 class Slow(ColourEncoder):
     def encode_pixels(self, pixels):
+        gate = os.environ.get("CLIPFIND_TEST_GATE")
+        deadline = time.monotonic() + 120
+        while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
         time.sleep(float(os.environ.get("CLIPFIND_TEST_DELAY", "0")))
         return super().encode_pixels(pixels)
 
@@ -41,10 +46,11 @@ def fill(root: Path, n: int, start: int = 0) -> list[Path]:
             for i in range(start, start + n)]
 
 
-def clipfind(*argv: str, delay: float = 0.0, batch_size: int = 4, **kw: Any) -> subprocess.Popen:
+def clipfind(*argv: str, delay: float = 0.0, batch_size: int = 4, gate: Path | None = None,
+             **kw: Any) -> subprocess.Popen:
     """``clipfind ARGV`` in a child process, encoding ``batch_size`` pictures a batch."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CLIPFIND_TEST_DELAY": str(delay),
-           "CLIPFIND_BATCH_SIZE": str(batch_size)}
+           "CLIPFIND_BATCH_SIZE": str(batch_size), "CLIPFIND_TEST_GATE": str(gate or "")}
     return subprocess.Popen([sys.executable, "-c", CHILD, *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
@@ -59,6 +65,16 @@ def announced(proc: subprocess.Popen, timeout: float = 120) -> tuple[str, int]:
         raise AssertionError(f"the server did not start: {proc.communicate()[1][-3000:]}")
     doc = json.loads(line)
     return doc["host"], int(doc["port"])
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> str:
+    """Wait for a process to exit by itself; its stderr."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(
+            f"still running after {timeout}s: {proc.communicate()[1][-2000:]}") from None
 
 
 def stop(proc: subprocess.Popen) -> str:
