@@ -23,8 +23,15 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="Debian chromium is not installed"),
 ]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 KEY = "browser-test-key"
 TIMEOUT_MS = 30_000
 
@@ -49,12 +56,25 @@ def server(tmp_path_factory, tiny_checkpoint):  # type: ignore[no-untyped-def]
     index_paths(collection, ClipEncoder(spec, device="cpu"), [photos])
     collection.close()
     env = {**os.environ, "CLIPFIND_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-c", "import sys; from api.cli import main; sys.exit(main())",
-           "serve", "--port", "0", "--json",
-           "--data-dir", str(tmp / "data"), "--root", str(photos), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from api.cli import main; sys.exit(main())",
+        "serve",
+        "--port",
+        "0",
+        "--json",
+        "--data-dir",
+        str(tmp / "data"),
+        "--root",
+        str(photos),
+        "--device",
+        "cpu",
+    ]
     log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
-                            cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=Path(__file__).resolve().parents[1]
+    )
     try:
         line = proc.stdout.readline()  # one JSON document once the server listens
         if not line:
@@ -95,7 +115,8 @@ def card_ids(pg) -> list[int]:  # type: ignore[no-untyped-def]
 def wait_loaded_thumbs(pg, selector: str = "#grid") -> None:  # type: ignore[no-untyped-def]
     pg.wait_for_function(
         f"""() => {{ const imgs = [...document.querySelectorAll('{selector} .card img')];
-        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }}""")
+        return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }}"""
+    )
 
 
 def test_type_a_query_and_see_thumbnails(page):  # type: ignore[no-untyped-def]
@@ -161,8 +182,9 @@ def test_label_view_counts_and_browse(page):  # type: ignore[no-untyped-def]
     page.wait_for_selector("#label-counts .chip")
     counts = page.eval_on_selector_all("#label-counts .chip b", "els => els.map(e => +e.textContent)")
     meta = page.inner_text("#set-meta")  # "3 labels · N photos labelled · M none of these"
-    labelled, none = (int(re.search(rf"(\d+) {what}", meta).group(1))
-                      for what in ("photos labelled", "none of these"))
+    labelled, none = (
+        int(re.search(rf"(\d+) {what}", meta).group(1)) for what in ("photos labelled", "none of these")
+    )
     assert len(counts) == 3 and sum(counts) == labelled and labelled + none == 5
     if labelled:  # a random model may call everything "none of these"
         chip = page.locator("#label-counts .chip[aria-pressed=true]")
@@ -172,3 +194,77 @@ def test_label_view_counts_and_browse(page):  # type: ignore[no-untyped-def]
     while page.locator("#f-label option").count() < 4 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert page.locator("#f-label option").count() == 4
+
+
+def wait_status(pg, text: str) -> None:  # type: ignore[no-untyped-def]
+    pg.wait_for_function(f"document.getElementById('search-status').textContent.includes({text!r})")
+
+
+def test_reload_and_history_keep_the_whole_search_state(page):  # type: ignore[no-untyped-def]
+    page.click(".tabs button[data-view=search]")
+    if page.locator("#example").is_visible():  # an uploaded example cannot live in a URL
+        page.click("#example-clear")
+    page.fill("#q", "a photo")
+    page.fill("#not", "blue")
+    if page.locator("#filters").is_hidden():
+        page.click("#filters-btn")
+    page.fill("#f-path", "*.jpg")  # the four JPEGs, not half.png
+    page.press("#q", "Enter")
+    wait_status(page, "not blue")
+    wait_loaded_thumbs(page)
+    ids = card_ids(page)
+    assert len(ids) == 4
+    for key in ("q=a+photo", "not=blue", "path=*.jpg"):
+        assert key in page.url.replace("%2A", "*")
+
+    page.reload()
+    wait_status(page, "not blue")
+    wait_loaded_thumbs(page)
+    assert (page.input_value("#q"), page.input_value("#not"), page.input_value("#f-path")) == (
+        "a photo",
+        "blue",
+        "*.jpg",
+    )
+    assert page.locator("#filters").is_visible() and card_ids(page) == ids
+
+    page.click(".tabs button[data-view=labels]")  # a tab and its set survive a reload
+    page.wait_for_selector("#label-counts .chip")
+    page.select_option("#set-select", "colours")
+    assert "view=labels" in page.url and "set=colours" in page.url
+    page.reload()
+    page.wait_for_selector("#view-labels:not([hidden]) #label-counts .chip")
+    assert page.input_value("#set-select") == "colours"
+    assert page.locator("#view-search").is_hidden()
+
+    page.go_back()  # back to the search, its filters and its results
+    page.wait_for_selector("#view-search:not([hidden])")
+    wait_status(page, "not blue")
+    wait_loaded_thumbs(page)
+    assert page.input_value("#not") == "blue" and card_ids(page) == ids
+    page.go_forward()
+    page.wait_for_selector("#view-labels:not([hidden])")
+
+
+def test_reload_keeps_the_detect_view(page):  # type: ignore[no-untyped-def]
+    page.click(".tabs button[data-view=search]")
+    wait_loaded_thumbs(page)
+    first = card_ids(page)[0]
+    page.click(f"#grid .card[data-id='{first}']")
+    page.wait_for_selector("#lightbox[open]")
+    page.click("#lb-detect")
+    page.wait_for_selector("#view-detect:not([hidden])")
+    page.fill("#detect-threshold", "0")
+    page.fill("#detect-queries", "a red square")
+    page.click("#detect-run")  # the lightbox's detect with the old queries may still run
+    page.wait_for_function("/\\d+ box/.test(document.getElementById('detect-status').textContent)")
+    boxes = page.locator(".det-box").count()
+    assert boxes >= 1 and {
+        page.locator(".det-box").nth(i).get_attribute("data-label") for i in range(boxes)
+    } == {"a red square"}
+    assert f"detect={first}" in page.url and "view=detect" in page.url
+    page.reload()
+    page.wait_for_selector("#view-detect:not([hidden])")
+    page.wait_for_function("/\\d+ box/.test(document.getElementById('detect-status').textContent)")
+    assert page.input_value("#detect-queries") == "a red square"
+    assert page.input_value("#detect-threshold") == "0"
+    assert page.locator(".det-box").count() == boxes

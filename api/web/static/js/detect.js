@@ -1,22 +1,31 @@
 // The detect view: an image (picked, dropped, or an item from the results), queries,
-// and the boxes drawn over the image, coloured per query.
+// and the boxes drawn over the image, coloured per query. An item, the queries and the
+// threshold live in the URL (a picked or dropped file cannot).
 import { api, setImage, thumb } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 const COLOURS = ["#7aa2ff", "#ffb86b", "#6be3a4", "#ff7eb6", "#c3a6ff", "#f1fa8c", "#66d9ef", "#ff6b6b"];
 
 export class DetectView {
-  constructor() {
+  constructor({ onChange }) {
     this.source = null; // {file} or {id}
+    this.onChange = onChange;
     $("detect-file").addEventListener("change", (e) => {
       if (e.target.files[0]) this.setSource({ file: e.target.files[0] });
       e.target.value = "";
     });
-    $("detect-form").addEventListener("submit", (e) => { e.preventDefault(); this.run(); });
+    $("detect-form").addEventListener("submit", (e) => { e.preventDefault(); this.run(); this.onChange(); });
   }
 
-  setSource(source) {
+  setSource(source, run = true) {
     this.source = source;
+    if (!source) {
+      $("detect-frame").hidden = true;
+      $("detect-empty").hidden = false;
+      $("detect-boxes").replaceChildren();
+      $("detections").replaceChildren();
+      return;
+    }
     $("detect-boxes").replaceChildren();
     $("detections").replaceChildren();
     $("detect-frame").hidden = false;
@@ -31,8 +40,10 @@ export class DetectView {
       setImage(img, thumb(source.id, 1024));
     }
     $("detect-status").textContent = "";
+    if (!run) return;
     if ($("detect-queries").value.trim()) this.run();
     else $("detect-queries").focus();
+    this.onChange();
   }
 
   async run() {
@@ -44,6 +55,8 @@ export class DetectView {
     const threshold = $("detect-threshold").value;
     status.textContent = "detecting…";
     const started = performance.now();
+    this.runs = (this.runs || 0) + 1;
+    const run = this.runs; // a newer run (other queries, another image) wins
     try {
       let result;
       if (this.source.file) {
@@ -57,10 +70,12 @@ export class DetectView {
         if (threshold) body.threshold = Number(threshold);
         result = await api("/detect", { method: "POST", body });
       }
+      if (run !== this.runs) return;
       this.draw(result, queries);
       const n = result.detections.length;
       status.textContent = `${n} box${n === 1 ? "" : "es"} · ${Math.round(performance.now() - started)} ms`;
     } catch (err) {
+      if (run !== this.runs) return;
       status.className = "status error";
       status.textContent = err.message;
     }
@@ -90,5 +105,20 @@ export class DetectView {
       li.textContent = `${d.label} · ${d.score.toFixed(3)} · [${[d.box.xmin, d.box.ymin, d.box.xmax, d.box.ymax].map(Math.round).join(", ")}]`;
       return li;
     }));
+  }
+
+  state() {
+    return { detect: this.source?.id ?? "", find: $("detect-queries").value.trim(), min: $("detect-threshold").value };
+  }
+
+  /** Restore the item, queries and threshold; detect at once when the view shows. */
+  fromUrl(qs, active) {
+    $("detect-queries").value = qs.get("find") || "";
+    $("detect-threshold").value = qs.get("min") || "";
+    const item = Number(qs.get("detect"));
+    if (Number.isInteger(item) && item > 0) {
+      if (this.source?.id !== item) this.setSource({ id: item }, false);
+      if (active && $("detect-queries").value.trim()) this.run();
+    } else if (!this.source?.file) this.setSource(null);
   }
 }

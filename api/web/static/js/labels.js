@@ -1,14 +1,16 @@
 // The label view: pick a label set, see how many photos got each label, browse a label;
-// label the collection with a new set.
+// label the collection with a new set. The set and the label browsed live in the URL.
 import { api } from "./api.js";
 import { PagedGrid } from "./grid.js";
 
 const $ = (id) => document.getElementById(id);
 
 export class LabelsView {
-  constructor({ openItem, onSetsChanged }) {
+  constructor({ openItem, onSetsChanged, onChange }) {
     this.sets = [];
+    this.want = { set: "", label: "" }; // what the user picked (or the URL asked for)
     this.onSetsChanged = onSetsChanged;
+    this.onChange = onChange;
     this.grid = new PagedGrid($("label-grid"), $("label-sentinel"), {
       onOpen: openItem,
       onPage: (page, shown) => {
@@ -17,7 +19,11 @@ export class LabelsView {
       },
       onError: (err) => { $("label-status").className = "status error"; $("label-status").textContent = err.message; },
     });
-    $("set-select").addEventListener("change", () => this.showSet($("set-select").value));
+    $("set-select").addEventListener("change", () => {
+      this.want = { set: $("set-select").value, label: "" };
+      this.showSet(this.want.set);
+      this.onChange();
+    });
     $("label-form").addEventListener("submit", (e) => { e.preventDefault(); this.labelCollection(); });
   }
 
@@ -31,12 +37,13 @@ export class LabelsView {
       $("label-counts").replaceChildren();
       return;
     }
-    const name = select || sel.value || this.sets[0].name;
+    const wanted = [select, this.want.set, sel.value].find((n) => n && this.sets.some((s) => s.name === n));
+    const name = wanted || this.sets[0].name;
     sel.value = name;
-    this.showSet(name);
+    this.showSet(name, name === this.want.set ? this.want.label : "");
   }
 
-  showSet(name) {
+  showSet(name, label = "") {
     const set = this.sets.find((s) => s.name === name);
     if (!set) return;
     $("set-meta").textContent = `${set.labels.length} labels · ${set.labelled_items} photos labelled · `
@@ -51,11 +58,16 @@ export class LabelsView {
       const b = document.createElement("b");
       b.textContent = n;
       chip.append(b);
-      chip.addEventListener("click", () => this.browse(set.name, label));
+      chip.addEventListener("click", () => {
+        this.want = { set: set.name, label };
+        this.browse(set.name, label);
+        this.onChange();
+      });
       return chip;
     });
     $("label-counts").replaceChildren(...chips);
-    const first = chips.find((c) => Number(c.querySelector("b").textContent) > 0);
+    const first = chips.find((c) => c.dataset.label === label)
+      || chips.find((c) => Number(c.querySelector("b").textContent) > 0);
     if (first) this.browse(set.name, first.dataset.label);
     else this.grid.clear();
   }
@@ -76,10 +88,17 @@ export class LabelsView {
         method: "POST", body: { labels, multi_label: $("ls-multi").checked },
       });
       status.textContent = `${run.labelled} of ${run.scored} photos labelled in ${run.seconds.toFixed(1)} s`;
+      this.want = { set: name, label: "" };
       await this.load(name);
+      this.onChange();
     } catch (err) {
       status.className = "status error";
       status.textContent = err.message;
     }
   }
+
+  state() { return { set: this.want.set, browse: this.want.label }; }
+
+  /** Take the set and label from the URL; they show when the view loads. */
+  fromUrl(qs) { this.want = { set: qs.get("set") || "", label: qs.get("browse") || "" }; }
 }

@@ -1,4 +1,5 @@
-// Wiring: tabs, the server's info and features, the API key prompt, drag and drop.
+// Wiring: tabs, the server's info and features, the API key prompt, drag and drop, and
+// the URL: it carries the tab and every view's state, so reload and back/forward work.
 import { api, apiKey, onKeyNeeded } from "./api.js";
 import { CollectionView } from "./collection.js";
 import { DetectView } from "./detect.js";
@@ -7,7 +8,9 @@ import { Lightbox } from "./lightbox.js";
 import { SearchView } from "./search.js";
 
 const $ = (id) => document.getElementById(id);
+const VIEWS = ["search", "labels", "detect", "collection"];
 let view = "search";
+let restoring = false; // while the page follows the URL, it does not write it
 
 function toast(message) {
   const t = $("toast");
@@ -17,7 +20,7 @@ function toast(message) {
   toast.timer = setTimeout(() => { t.hidden = true; }, 5000);
 }
 
-function show(name) {
+function show(name, record = true) {
   view = name;
   for (const tab of document.querySelectorAll(".tabs button")) {
     tab.setAttribute("aria-selected", String(tab.dataset.view === name));
@@ -25,6 +28,34 @@ function show(name) {
   for (const section of document.querySelectorAll("main .view")) section.hidden = section.dataset.view !== name;
   if (name === "labels") labels.load().catch((e) => toast(e.message));
   if (name === "collection") refreshInfo();
+  if (record) recordUrl();
+}
+
+/** Write the page's state into the URL: a new history entry when it changed. */
+function recordUrl() {
+  if (restoring) return;
+  const qs = new URLSearchParams();
+  if (view !== "search") qs.set("view", view);
+  for (const [k, v] of Object.entries({ ...search.state(), ...labels.state(), ...detect.state() })) {
+    if (v !== "" && v !== null && v !== undefined) qs.set(k, v);
+  }
+  const wanted = qs.toString() ? `?${qs}` : "";
+  if (wanted !== location.search) history.pushState(null, "", wanted || location.pathname);
+}
+
+/** Follow the URL: on load, and on back/forward. */
+function restoreUrl() {
+  restoring = true;
+  try {
+    const qs = new URLSearchParams(location.search);
+    const name = VIEWS.includes(qs.get("view")) ? qs.get("view") : "search";
+    labels.fromUrl(qs);
+    detect.fromUrl(qs, name === "detect");
+    search.fromUrl(qs);
+    show(name, false);
+  } finally {
+    restoring = false;
+  }
 }
 
 function askForKey() {
@@ -68,13 +99,13 @@ function labelOptions(sets) {
 }
 
 const lightbox = new Lightbox({
-  onMoreLikeThis: (hit) => { show("search"); search.moreLike(hit); },
-  onDetect: (hit) => { show("detect"); detect.setSource({ id: hit.id }); },
+  onMoreLikeThis: (hit) => { show("search", false); search.moreLike(hit); },
+  onDetect: (hit) => { show("detect", false); detect.setSource({ id: hit.id }); },
 });
 const openItem = (index, items) => lightbox.open(index, items);
-const search = new SearchView({ openItem, toast });
-const labels = new LabelsView({ openItem, onSetsChanged: labelOptions });
-const detect = new DetectView();
+const search = new SearchView({ openItem, toast, onChange: recordUrl });
+const labels = new LabelsView({ openItem, onSetsChanged: labelOptions, onChange: recordUrl });
+const detect = new DetectView({ onChange: recordUrl });
 const collection = new CollectionView({ onIndexed: refreshInfo });
 
 onKeyNeeded(askForKey);
@@ -94,7 +125,7 @@ window.addEventListener("drop", (e) => {
   const file = [...(e.dataTransfer?.files || [])].find((f) => f.type.startsWith("image/"));
   if (!file) return;
   if (view === "detect") detect.setSource({ file });
-  else { show("search"); search.setExample({ file }); }
+  else { show("search", false); search.setExample({ file }); }
 });
 document.addEventListener("keydown", (e) => {
   if (e.key === "/" && document.activeElement?.tagName !== "INPUT" && !$("lightbox").open) {
@@ -104,7 +135,9 @@ document.addEventListener("keydown", (e) => {
   }
 });
 
-refreshInfo().then(() => {
-  api("/labels").then(labelOptions).catch(() => {});
-  search.fromUrl();
-});
+window.addEventListener("popstate", restoreUrl);
+// The label filter's options must exist before the URL can select one. A bare URL has
+// nothing to restore (and must not clear what the user typed meanwhile).
+refreshInfo()
+  .then(() => api("/labels").then(labelOptions).catch(() => {}))
+  .then(() => { if (location.search) restoreUrl(); });

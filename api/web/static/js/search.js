@@ -1,15 +1,20 @@
 // The search view: text, "not" terms, an example image (picked or dropped), filters,
-// "more like this"; results in an infinitely scrolling grid. The URL keeps the query.
+// "more like this"; results in an infinitely scrolling grid. state()/fromUrl() carry the
+// whole search (text, not-terms, filters, example item) through the page's URL.
 import { api, setImage } from "./api.js";
 import { PagedGrid } from "./grid.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 40;
+// URL parameter -> the input that holds it.
+const FIELDS = { q: "q", not: "not", path: "f-path", after: "f-after", before: "f-before", label: "f-label", min_score: "f-min" };
+const FILTERS = ["path", "after", "before", "label", "min_score"];
 
 export class SearchView {
-  constructor({ openItem, toast }) {
+  constructor({ openItem, toast, onChange }) {
     this.example = null; // {file} or {id, name}
     this.toast = toast;
+    this.onChange = onChange; // the search state changed: record it in the URL
     this.grid = new PagedGrid($("grid"), $("sentinel"), {
       onOpen: openItem,
       onPage: (page, shown, ms) => this.status(page, shown, ms),
@@ -28,9 +33,8 @@ export class SearchView {
       $("filters-btn").setAttribute("aria-expanded", String(!f.hidden));
     });
     for (const el of $("filters").querySelectorAll("input, select")) {
-      el.addEventListener("change", () => { if (this.hasQuery()) this.run(); });
+      el.addEventListener("change", () => { if (this.hasQuery()) this.run(); else this.onChange(); });
     }
-    window.addEventListener("popstate", () => this.fromUrl());
   }
 
   hasQuery() { return Boolean($("q").value.trim() || this.example); }
@@ -68,6 +72,7 @@ export class SearchView {
   }
 
   run(pushUrl = true) {
+    if (pushUrl) this.onChange();
     if (!this.hasQuery()) {
       this.grid.clear();
       $("search-empty").hidden = false;
@@ -76,7 +81,6 @@ export class SearchView {
     }
     $("search-empty").hidden = true;
     const p = this.params();
-    if (pushUrl) this.toUrl(p);
     $("search-status").className = "status";
     $("search-status").textContent = "searching…";
     const ex = this.example;
@@ -106,20 +110,23 @@ export class SearchView {
     $("search-status").textContent = err.message;
   }
 
-  toUrl(p) {
-    const qs = new URLSearchParams();
-    if (p.q) qs.set("q", p.q);
-    if (this.example?.id) qs.set("item", this.example.id);
-    const url = qs.toString() ? `?${qs}` : location.pathname;
-    if (url !== location.search) history.pushState(null, "", url);
+  /** What the URL keeps (an uploaded example cannot be kept; an item can). */
+  state() {
+    const state = Object.fromEntries(Object.entries(FIELDS).map(([k, id]) => [k, $(id).value.trim()]));
+    return { ...state, item: this.example?.id ?? "" };
   }
 
-  fromUrl() {
-    const qs = new URLSearchParams(location.search);
-    $("q").value = qs.get("q") || "";
-    const item = qs.get("item");
-    if (item) this.setExample({ id: Number(item), thumb: `/items/${item}/thumbnail?size=128` }, false);
-    else if (this.example?.id) this.setExample(null, false);
+  /** Restore the search from the URL's parameters and run it. */
+  fromUrl(qs) {
+    for (const [k, id] of Object.entries(FIELDS)) $(id).value = qs.get(k) || "";
+    const filtered = FILTERS.some((k) => qs.get(k));
+    if (filtered) {
+      $("filters").hidden = false;
+      $("filters-btn").setAttribute("aria-expanded", "true");
+    }
+    const item = Number(qs.get("item"));
+    if (Number.isInteger(item) && item > 0) this.setExample({ id: item, thumb: `/items/${item}/thumbnail?size=128` }, false);
+    else if (this.example) this.setExample(null, false);
     this.run(false);
   }
 }
