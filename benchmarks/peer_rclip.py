@@ -245,7 +245,8 @@ def main() -> None:
         "jpeg12mp": photo_set("jpeg12mp", args.count_12mp),
         "small": photo_set("small", args.count_small),
     }
-    folders = {k: v for k, v in folders.items() if len(list(v.iterdir()))}
+    # real paths: rclip records its working directory's, clipfind the path it is given
+    folders = {k: v.resolve() for k, v in folders.items() if len(list(v.iterdir()))}
     tools: list[str | None] = ["torch", "onnx"] if has_engine("index") else [None]
     busy = warn_if_busy()
     session_s = min(visual_session_load_s(args.venv, args.datadir) for _ in range(3))
