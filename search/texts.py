@@ -115,7 +115,16 @@ def _key(key: str | None, text: str) -> str:
 def index_texts(collection: Any, encoder: Encoder, pairs: Sequence[tuple[str | None, str]],
                 replace: bool = False) -> TextIndexSummary:
     """Encode and store texts; a text with a known key (its id, else its content)
-    is updated in place. ``replace`` drops every text not in ``pairs``."""
+    is updated in place. ``replace`` drops every text not in ``pairs``.
+
+    Texts are their own table: an index run on the items may go on meanwhile, but two
+    text runs at once would race on the same keys, so this claims the texts."""
+    with collection.writing_texts():
+        return _index_texts_locked(collection, encoder, pairs, replace)
+
+
+def _index_texts_locked(collection: Any, encoder: Encoder, pairs: Sequence[tuple[str | None, str]],
+                        replace: bool) -> TextIndexSummary:
     collection.bind_model(encoder)
     store = collection.catalog.texts
     wanted = dict((_key(k, t)[:200], t) for k, t in pairs)

@@ -17,18 +17,29 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The model is the colour encoder (no weights to load), in the CLI and in a server alike;
 # each batch of pictures takes CLIPFIND_TEST_DELAY seconds more, so runs overlap, and
-# waits (up to 2 minutes) for the file CLIPFIND_TEST_GATE to exist, when one is named.
+# waits (up to 2 minutes) for the file CLIPFIND_TEST_GATE to exist, when one is named;
+# pictures past the first batch wait while the file CLIPFIND_TEST_HOLD exists (a run paused
+# half-way, holding its claim, with a batch committed; a batch may be encoded in parts).
 CHILD = """
-import os, sys, time
+import os, sys, threading, time
 import clipfind.api.cli.common as common
 import clipfind.library as library
 from tests.fakes import ColourEncoder
 
 class Slow(ColourEncoder):
+    seen = 0
+    lock = threading.Lock()
+
     def encode_pixels(self, pixels):
         gate = os.environ.get("CLIPFIND_TEST_GATE")
+        with Slow.lock:
+            past_first = Slow.seen >= int(os.environ.get("CLIPFIND_BATCH_SIZE", "1"))
+            Slow.seen += len(pixels)
+        hold = os.environ.get("CLIPFIND_TEST_HOLD") if past_first else None
         deadline = time.monotonic() + 120
         while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while hold and os.path.exists(hold) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(float(os.environ.get("CLIPFIND_TEST_DELAY", "0")))
         return super().encode_pixels(pixels)
@@ -47,10 +58,11 @@ def fill(root: Path, n: int, start: int = 0) -> list[Path]:
 
 
 def clipfind(*argv: str, delay: float = 0.0, batch_size: int = 4, gate: Path | None = None,
-             **kw: Any) -> subprocess.Popen:
+             hold: Path | None = None, **kw: Any) -> subprocess.Popen:
     """``clipfind ARGV`` in a child process, encoding ``batch_size`` pictures a batch."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "CLIPFIND_TEST_DELAY": str(delay),
-           "CLIPFIND_BATCH_SIZE": str(batch_size), "CLIPFIND_TEST_GATE": str(gate or "")}
+           "CLIPFIND_BATCH_SIZE": str(batch_size), "CLIPFIND_TEST_GATE": str(gate or ""),
+           "CLIPFIND_TEST_HOLD": str(hold or "")}
     return subprocess.Popen([sys.executable, "-c", CHILD, *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 

@@ -67,10 +67,12 @@ def _start_slow_index(root: Path, data: Path) -> subprocess.Popen:
          "--batch-size", "2", "--workers", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)})
-    lock = data / "collections" / "default" / "index.lock"
+    from clipfind.store.locks import holders
+
+    folder = data / "collections" / "default"
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if lock.is_file() and lock.read_text().strip() == str(proc.pid):
+        if proc.pid in holders(folder):
             return proc
         time.sleep(0.05)
     proc.kill()

@@ -110,7 +110,7 @@ def test_crash_between_catalog_commit_and_index_save_is_repaired(indexed, tmp_pa
                                                                  fake_encoder, monkeypatch):
     solid(tmp_path / "p" / "yellow.jpg", "yellow")
 
-    def crash(self, path):  # type: ignore[no-untyped-def]
+    def crash(self, path, newest=None):  # type: ignore[no-untyped-def]
         raise SystemExit("power cut")
 
     monkeypatch.setattr(VectorIndex, "save", crash)

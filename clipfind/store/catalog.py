@@ -8,8 +8,8 @@ records the generation it was built from, which is how staleness is detected.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from clipfind.errors import CollectionError, StorageError
-from clipfind.store import faults
+from clipfind.store import faults, meta
 from clipfind.store.filtering import ids_matching
 from clipfind.store.labels import LabelStore
 from clipfind.store.migrate import upgrade_schema
@@ -158,9 +158,14 @@ class Catalog:
     def set_meta(self, key: str, value: str, session: Session | None = None) -> None:
         if session is None:
             with self.session() as s:
-                s.merge(Meta(key=key, value=value))
+                meta.upsert(s, key, value)
         else:
-            session.merge(Meta(key=key, value=value))
+            meta.upsert(session, key, value)
+
+    def modify_meta(self, key: str, default: str, change: Callable[[str], str]) -> str:
+        """Read, change and write ``key`` in one transaction, safe against other writers."""
+        with self.session() as session:
+            return meta.modify(session, key, default, change)
 
     @property
     def generation(self) -> int:
@@ -169,10 +174,9 @@ class Catalog:
     def bump_generation(self, session: Session) -> int:
         """Call inside every transaction that changes vectors or items; returns the new
         generation."""
-        row = session.get(Meta, "generation", with_for_update=True)
-        value = int(row.value) + 1 if row else 1
-        session.merge(Meta(key="generation", value=str(value)))
-        return value
+        # The row stays locked until this transaction commits: on PostgreSQL, writers in
+        # other processes commit their generations one after another, in order.
+        return int(meta.modify(session, "generation", "0", lambda v: str(int(v) + 1)))
 
     # -- items -------------------------------------------------------------------
     def states_under(self, roots: Iterable[Path]) -> dict[str, ItemState]:
@@ -246,12 +250,26 @@ class Catalog:
             )
         return None if data is None else bytes_to_vector(data).copy()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A session that sees one moment of the catalog throughout a long read (REPEATABLE
+        READ on PostgreSQL, where other processes commit meanwhile): a generation and
+        exactly the vectors of it (``generation_in``, ``iter_vectors(session=...)``)."""
+        with self._sessions() as session:
+            if self.engine.dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @staticmethod
+    def generation_in(session: Session) -> int:
+        return int(session.scalar(select(Meta.value).where(Meta.key == "generation")) or 0)
+
     def iter_vectors(
-        self, chunk: int = 20_000
+        self, chunk: int = 20_000, session: Session | None = None
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]]:
         """Stream ``(ids, vectors)`` of all indexed items in id order, ``chunk`` at a time."""
         last = -1
-        with self._sessions() as session:
+        with nullcontext(session) if session is not None else self._sessions() as session:
             while True:
                 stmt = (
                     select(Item.id, Item.vector)

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from clipfind.config import DEFAULT_MODEL, Settings
 from clipfind.encoding import Encoder
 from clipfind.errors import CollectionError, ModelMismatchError, StorageError
+from clipfind.store import meta
 from clipfind.store.catalog import Catalog
 from clipfind.store.faults import existing_ancestor
 from clipfind.store.guards import check_catalog_file, check_fresh_catalog, save_or_warn
-from clipfind.store.locks import writer_lock
+from clipfind.store.locks import Claim, writer_lock
 from clipfind.store.vectors import VectorIndex, choose_kind
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,11 @@ class Collection:
         """One database holds one collection: two collections given the same --db-url
         would mix their items, so the second one is refused with a way out."""
         owner = self.catalog.get_meta("collection")
-        if owner is None:
-            self.catalog.set_meta("collection", self.settings.collection)
-        elif owner != self.settings.collection:
+        if owner is None:  # another process may claim a fresh database at the same moment
+            with self.catalog.session() as session:
+                meta.ensure(session, "collection", self.settings.collection)
+            owner = self.catalog.get_meta("collection")
+        if owner != self.settings.collection:
             url = self.catalog.engine.url.render_as_string(hide_password=True)
             self.catalog.close()
             raise CollectionError(
@@ -155,11 +159,24 @@ class Collection:
             self.catalog.set_meta("model_probe", probe.astype(np.float32).tobytes().hex(), session)
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold the collection's writer lock (one index run at a time, across processes:
-        the CLI and a server's index job alike), or raise :class:`CollectionBusyError`."""
-        with writer_lock(self.settings.collection_dir, self.catalog.engine,
-                         self.settings.collection):
+    def writing(self, roots: Sequence[Path] | None = None, what: str = "index run") -> Iterator[None]:
+        """Claim the items under ``roots`` (``None``: every item) for a run of writes, across
+        processes (the CLI and a server's index job alike), or raise
+        :class:`CollectionBusyError` when another writer's claim overlaps. On PostgreSQL,
+        runs on disjoint folders proceed together; on SQLite, which takes one writer at a
+        time for the whole file, every item run claims every item."""
+        if roots is None or self.catalog.engine.dialect.name != "postgresql":
+            claim = Claim(what, all_items=True)
+        else:
+            claim = Claim.items_under(list(roots), what)
+        with writer_lock(self.settings.collection_dir, self.catalog.engine, self.settings.collection, claim):
+            yield
+
+    @contextmanager
+    def writing_texts(self) -> Iterator[None]:
+        """Claim the texts (``index-texts``): one text writer at a time; item writers go on."""
+        claim = Claim("text index run", texts=True)
+        with writer_lock(self.settings.collection_dir, self.catalog.engine, self.settings.collection, claim):
             yield
 
     # -- the FAISS index -------------------------------------------------------------
@@ -218,22 +235,25 @@ class Collection:
             if loaded is not None and loaded.generation == generation:
                 self._index = loaded
             else:
-                self._index = self.rebuild_index(generation)
+                self._index = self.rebuild_index()
             return self._index
 
-    def rebuild_index(self, generation: int | None = None) -> VectorIndex:
-        if generation is None:
-            generation = self.catalog.generation
+    def rebuild_index(self) -> VectorIndex:
+        """Build from the catalog and save; tagged with the generation it truly holds
+        (read in the same snapshot as the vectors: another process may commit meanwhile)."""
         id_chunks, vec_chunks = [], []
-        for ids, vecs in self.catalog.iter_vectors():
-            id_chunks.append(ids)
-            vec_chunks.append(vecs)
+        with self.catalog.snapshot() as session:
+            generation = self.catalog.generation_in(session)
+            for ids, vecs in self.catalog.iter_vectors(session=session):
+                id_chunks.append(ids)
+                vec_chunks.append(vecs)
         dim = self.stored_dim or (vec_chunks[0].shape[1] if vec_chunks else 0)
         if not dim:
             dim = 1
         ids = np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int64)
         vecs = np.concatenate(vec_chunks) if vec_chunks else np.zeros((0, dim), np.float32)
         log.info("building %s index over %d vectors", choose_kind(len(ids)), len(ids))
-        index = VectorIndex.build(ids, vecs, dim, generation=generation)
+        index = VectorIndex.build(ids, vecs, dim, generation=generation,
+                                  budget=self.settings.index_memory, folder=self.settings.collection_dir)
         save_or_warn(index, self.settings.index_path)
         return index

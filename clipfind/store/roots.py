@@ -15,11 +15,7 @@ UNSTORABLE_KEY = "unstorable_names"
 
 
 def _load(catalog: Catalog, key: str, default: object) -> object:
-    raw = catalog.get_meta(key)
-    try:
-        return json.loads(raw) if raw else default
-    except ValueError:
-        return default
+    return _loads(catalog.get_meta(key) or "", default)
 
 
 def devices(catalog: Catalog) -> dict[str, int]:
@@ -28,9 +24,18 @@ def devices(catalog: Catalog) -> dict[str, int]:
     return {str(k): int(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
+def _loads(raw: str, default: object) -> object:
+    try:
+        found = json.loads(raw) if raw else default
+    except ValueError:
+        return default
+    return found if isinstance(found, type(default)) else default
+
+
 def record_devices(catalog: Catalog, seen: dict[str, int]) -> None:
+    # read and written in one locked transaction: runs on other roots record theirs too
     if seen:
-        catalog.set_meta(DEVICES_KEY, json.dumps({**devices(catalog), **seen}))
+        catalog.modify_meta(DEVICES_KEY, "{}", lambda raw: json.dumps({**_loads(raw, {}), **seen}))  # type: ignore[dict-item]
 
 
 def _under(path: str, roots: Iterable[Path]) -> bool:
@@ -45,7 +50,11 @@ def unstorable(catalog: Catalog) -> list[tuple[str, str]]:
 
 def record_unstorable(catalog: Catalog, roots: list[Path], rejected: list[tuple[str, str]]) -> None:
     """Replace the list's entries under ``roots`` (this run looked at them) by ``rejected``."""
-    kept = [(p, r) for p, r in unstorable(catalog) if not _under(p, roots)]
-    merged = sorted(set(kept) | set(rejected))
-    if merged or catalog.get_meta(UNSTORABLE_KEY):
-        catalog.set_meta(UNSTORABLE_KEY, json.dumps(merged))
+
+    def change(raw: str) -> str:
+        found = _loads(raw, [])
+        kept = [(str(p), str(r)) for p, r in found if not _under(str(p), roots)]  # type: ignore[attr-defined]
+        return json.dumps(sorted(set(kept) | set(rejected)))
+
+    if rejected or catalog.get_meta(UNSTORABLE_KEY):
+        catalog.modify_meta(UNSTORABLE_KEY, "[]", change)

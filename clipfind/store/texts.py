@@ -14,6 +14,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from clipfind.store import meta
 from clipfind.store.schema import TextEntry
 from clipfind.store.status import chunked
 
@@ -92,5 +93,4 @@ class TextStore:
         return out
 
     def _bump(self, session: Session) -> None:
-        value = str(int(self._catalog.get_meta(_GENERATION_KEY) or 0) + 1)
-        self._catalog.set_meta(_GENERATION_KEY, value, session)
+        meta.modify(session, _GENERATION_KEY, "0", lambda v: str(int(v) + 1))
