@@ -171,16 +171,21 @@ def file_lock(folder: Path, collection: str, claim: Claim | None = None) -> Iter
                 )
         mine = claims / f"{os.getpid()}-{next(_serial)}.json"
         fd = _open_folder_file(mine, folder)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # nobody else has it yet: the file is new
-        doc = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "what": claim.what,
-            "roots": list(claim.roots),
-            "all_items": claim.all_items,
-            "texts": claim.texts,
-        }
-        os.pwrite(fd, json.dumps(doc).encode(), 0)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # nobody else has it yet: the file is new
+            doc = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "what": claim.what,
+                "roots": list(claim.roots),
+                "all_items": claim.all_items,
+                "texts": claim.texts,
+            }
+            os.pwrite(fd, json.dumps(doc).encode(), 0)
+        except BaseException:  # a full disk: no claim left behind
+            mine.unlink(missing_ok=True)
+            os.close(fd)
+            raise
     try:
         yield
     finally:
