@@ -15,8 +15,8 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from clipfind.errors import NotFoundError
-from clipfind.store.schema import Item, ItemLabel, LabelSet
+from clipfind.errors import NotFoundError, QueryError
+from clipfind.store.schema import LABEL_WIDTH, SET_NAME_WIDTH, Item, ItemLabel, LabelSet
 from clipfind.store.status import ItemStatus
 
 if TYPE_CHECKING:
@@ -92,6 +92,29 @@ def _missing(name: str) -> NotFoundError:
     return NotFoundError(f"no label set named {name!r} (clipfind labels list)")
 
 
+def _storable(text: str, width: int) -> bool:
+    """Whether both backends can hold ``text`` in a column ``width`` wide: PostgreSQL
+    refuses a longer text or a NUL byte where SQLite would keep it."""
+    return len(text) <= width and "\x00" not in text
+
+
+def _check_storable(name: str, labels: Sequence[str]) -> None:
+    """The last guard (the edge checks first: search/zeroshot/names.py)."""
+    bad = [t for t, w in [(name, SET_NAME_WIDTH), *((lb, LABEL_WIDTH) for lb in labels)]
+           if not _storable(t, w)]
+    if bad:
+        raise QueryError(f"cannot store {bad[0][:40]!r}: a set name has at most {SET_NAME_WIDTH} "
+                         f"characters, a label {LABEL_WIDTH}, and neither holds NUL")
+
+
+def _set_id(session: Session, name: str) -> int | None:
+    """The set's id; None where there is none (a name no set can have is not looked up:
+    PostgreSQL would refuse it as a parameter)."""
+    if not _storable(name, SET_NAME_WIDTH):
+        return None
+    return session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+
+
 class LabelStore:
     """The label sets of one catalog (``catalog.labels``)."""
 
@@ -103,6 +126,7 @@ class LabelStore:
                     model: str, params: dict[str, Any], rows: LabelAssignments) -> None:
         """Store the set ``name`` in one transaction, replacing an earlier set of that
         name: readers see the old set or the new one, never half."""
+        _check_storable(name, labels)
         with self._catalog.session() as session:
             self._delete(session, name)
             new = LabelSet(name=name, labels=json.dumps(list(labels)),
@@ -127,7 +151,7 @@ class LabelStore:
 
     @staticmethod
     def _delete(session: Session, name: str) -> bool:
-        old = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+        old = _set_id(session, name)
         if old is None:
             return False
         session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
@@ -138,7 +162,8 @@ class LabelStore:
     def summary(self, name: str) -> LabelSetInfo:
         """A set's definition and how many items got each label."""
         with self._catalog.session() as session:
-            row = session.scalar(select(LabelSet).where(LabelSet.name == name))
+            row = (session.scalar(select(LabelSet).where(LabelSet.name == name))
+                   if _storable(name, SET_NAME_WIDTH) else None)
             if row is None:
                 raise _missing(name)
             return _info(session, row)
@@ -151,7 +176,7 @@ class LabelStore:
     def rows(self, name: str) -> list[LabelRow]:
         """Every stored label of the set, by item id then rank."""
         with self._catalog.session() as session:
-            set_id = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+            set_id = _set_id(session, name)
             if set_id is None:
                 raise _missing(name)
             stmt = (select(ItemLabel.item_id, Item.path, ItemLabel.label, ItemLabel.score,
@@ -164,7 +189,7 @@ class LabelStore:
         """``(total, page)``: indexed items the set gave ``label``, best score first, ties
         by id (stable pages). An unknown set raises :class:`NotFoundError`."""
         with self._catalog.session() as session:
-            set_id = session.scalar(select(LabelSet.id).where(LabelSet.name == name))
+            set_id = _set_id(session, name)
             if set_id is None:
                 raise _missing(name)
             base = (select(Item.id).join(ItemLabel, ItemLabel.item_id == Item.id)

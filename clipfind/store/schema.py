@@ -27,6 +27,11 @@ from clipfind.store.status import ItemStatus
 STATUS_OK = ItemStatus.OK
 STATUS_SKIPPED = ItemStatus.SKIPPED
 
+# Column widths that the edge checks too (search/zeroshot/names.py): PostgreSQL refuses a
+# longer text where SQLite would store it, so both backends must see the same limits.
+LABEL_WIDTH = 200
+SET_NAME_WIDTH = 100
+
 
 class Base(DeclarativeBase):
     pass
@@ -71,7 +76,7 @@ class LabelSet(Base):
 
     __tablename__ = "label_sets"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(SET_NAME_WIDTH), unique=True)
     labels: Mapped[str] = mapped_column(Text)  # JSON list
     templates: Mapped[str] = mapped_column(Text)  # JSON list
     model: Mapped[str] = mapped_column(Text)
@@ -90,7 +95,7 @@ class ItemLabel(Base):
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True
     )
-    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    label: Mapped[str] = mapped_column(String(LABEL_WIDTH), primary_key=True)
     score: Mapped[float] = mapped_column(Float)
     rank: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -108,10 +108,9 @@ def _score_all(catalog: Any, path: str | None, chunk: int, pick_chunk: Callable[
 
 
 def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > 100 or ":" in name:
-        raise QueryError(f"label set name {name!r} must be 1-100 characters without ':'")
-    return name
+    from clipfind.search.zeroshot.names import check_set_name
+
+    return check_set_name(name)
 
 
 def _prefetched(chunks: Iterator[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from clipfind.encoding import Encoder
 from clipfind.errors import NotFoundError, QueryError
+from clipfind.search.zeroshot.names import check_label
 
 Vectors = npt.NDArray[np.float32]
 
@@ -55,7 +56,7 @@ def parse_labels(text: str | Sequence[str]) -> list[str]:
     labels = list(dict.fromkeys(s.strip() for s in items if s and s.strip()))
     if not labels:
         raise QueryError("no labels given: pass --labels 'cat,dog' or --labels-file FILE")
-    return labels
+    return [check_label(label) for label in labels]
 
 
 def read_labels_file(path: Path) -> list[str]:
