@@ -59,14 +59,27 @@ class Preparer:
         self.claimed: set[int] = set()  # ids of rows re-pointed to a moved file
 
     def __call__(self, entry: FileEntry) -> Prepared:
-        old = self.existing.get(entry.path)
-        existing_id = old.id if old else None
-        action = CHANGED if old else NEW
         try:
             data = read_bytes(Path(entry.path))
         except ImageDecodeError as exc:  # vanished, permission, I/O: may pass
-            return Prepared(entry, SKIPPED, existing_id, reason=str(exc), retry=True)
+            return self.unreadable(entry, str(exc))
         digest = content_hash(data)
+        planned = self.plan(entry, digest)
+        if planned is not None:
+            return planned
+        return self.decoded(entry, digest, *decode_pixels(
+            data, entry.path, self.transform, self.target_size, self.max_pixels))
+
+    def unreadable(self, entry: FileEntry, reason: str) -> Prepared:
+        """A file that could not be read now: skipped, and tried again next run."""
+        old = self.existing.get(entry.path)
+        return Prepared(entry, SKIPPED, old.id if old else None, reason=reason, retry=True)
+
+    def plan(self, entry: FileEntry, digest: str) -> Prepared | None:
+        """What a file with content ``digest`` needs without decoding (touch, move,
+        duplicate), or None: it must be decoded and encoded."""
+        old = self.existing.get(entry.path)
+        existing_id = old.id if old else None
         if old is not None and old.content_hash == digest and old.status == ItemStatus.OK:
             return Prepared(entry, TOUCHED, existing_id, content_hash=digest)
         if old is None:
@@ -76,15 +89,16 @@ class Preparer:
         donor = self.catalog.vector_source(digest)
         if donor is not None and donor.id != existing_id:
             return Prepared(entry, DUPLICATE, existing_id, donor.id, digest, donor=donor)
-        try:
-            decoded = decode_image(data, self.target_size, self.max_pixels, name=entry.path)
-            pixels = self.transform(decoded.image)
-        except ImageDecodeError as exc:
-            return Prepared(entry, SKIPPED, existing_id, content_hash=digest, reason=_short(exc))
-        except Exception as exc:  # a transform failure on a weird image is still one file
-            return Prepared(entry, SKIPPED, existing_id, content_hash=digest,
-                            reason=f"cannot preprocess: {exc}")
-        return Prepared(entry, action, existing_id, None, digest, pixels, decoded.info)
+        return None
+
+    def decoded(self, entry: FileEntry, digest: str, pixels: Any, info: ImageInfo | None,
+                reason: str | None) -> Prepared:
+        """A file :meth:`plan` left to decode, with what :func:`decode_pixels` made of it."""
+        old = self.existing.get(entry.path)
+        existing_id = old.id if old else None
+        if reason is not None:
+            return Prepared(entry, SKIPPED, existing_id, content_hash=digest, reason=reason)
+        return Prepared(entry, CHANGED if old else NEW, existing_id, None, digest, pixels, info)
 
     def _claim_move(self, digest: str) -> ItemState | None:
         with self._claim_lock:
@@ -92,6 +106,20 @@ class Preparer:
             if state is not None:
                 self.claimed.add(state.id)
             return state
+
+
+def decode_pixels(data: bytes, path: str, transform: Callable[[Any], Any], target_size: int,
+                  max_pixels: int) -> tuple[Any, ImageInfo | None, str | None]:
+    """One file's bytes → ``(model input, image facts, None)``, or ``(None, None, reason)``
+    when it cannot be decoded. Needs no catalog: Ray workers run it too."""
+    try:
+        decoded = decode_image(data, target_size, max_pixels, name=path)
+        pixels = transform(decoded.image)
+    except ImageDecodeError as exc:
+        return None, None, _short(exc)
+    except Exception as exc:  # a transform failure on a weird image is still one file
+        return None, None, f"cannot preprocess: {exc}"
+    return pixels, decoded.info, None
 
 
 def mark_repeat(p: Prepared, first_seen: set[str]) -> None:
