@@ -44,6 +44,7 @@ _EXPORTS = {
     "Box": "clipfind.search.detect.detector",
     "CollectionInfo": "clipfind.search.info",
     "ClipfindError": "clipfind.errors",
+    "ClusterError": "clipfind.errors",
     "CollectionError": "clipfind.errors",
     "ImageDecodeError": "clipfind.errors",
     "ModelLoadError": "clipfind.errors",
@@ -56,7 +57,7 @@ __all__ = [  # noqa: RUF022  (grouped as above)
     "SearchPage", "Hit", "Filters", "TextHit", "TextIndexSummary", "IndexSummary",
     "Classification", "LabelScore", "LabelRunSummary", "LabelSetInfo",
     "DetectResult", "Detection", "Box", "CollectionInfo",
-    "ClipfindError", "CollectionError", "ImageDecodeError", "ModelLoadError",
+    "ClipfindError", "ClusterError", "CollectionError", "ImageDecodeError", "ModelLoadError",
     "ModelMismatchError", "NotFoundError", "QueryError",
 ]
 
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from clipfind.encoding import Encoder
     from clipfind.errors import (
         ClipfindError,
+        ClusterError,
         CollectionError,
         ImageDecodeError,
         ModelLoadError,

@@ -77,3 +77,11 @@ class CollectionBusyError(CollectionError):
 class RemovalRefusedError(CollectionError):
     """An index run would remove items it has reason to doubt are gone (an emptied or
     remounted root, most of a root at once): nothing was removed."""
+
+
+class ClusterError(ClipfindError):
+    """A Ray cluster asked for (``clipfind index --ray``) cannot be used: Ray is not
+    installed, no cluster is reachable at the address, or the run failed on it."""
+
+    exit_code = 8
+    http_status = 503

@@ -171,18 +171,22 @@ class Clipfind:
               exclude: Iterable[str] = (), reembed: bool = False, prune: bool = True,
               batch_size: int | None = None, workers: int | None = None,
               progress: Progress | None = None, allow_removals: bool = False,
-              confirm: Callable[[str], bool] | None = None) -> IndexSummary:
+              confirm: Callable[[str], bool] | None = None, ray: str | None = None) -> IndexSummary:
         """Bring the collection up to date with the images under ``paths``: new and
         changed files are encoded, moved ones keep their vectors, gone ones leave
         (``prune=False`` keeps them). ``reembed`` switches the collection to this model.
         An emptied root, a root on another device, or most of a root at once is removed
-        only with ``allow_removals`` (or, for the last, when ``confirm(question)`` agrees)."""
+        only with ``allow_removals`` (or, for the last, when ``confirm(question)`` agrees).
+        ``ray`` (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``) decodes and encodes on
+        that running Ray cluster (``clipfind[ray]``; docs/indexing.md)."""
         from clipfind.indexer import index_paths
+        from clipfind.indexer.ray_pipeline import on_ray
 
-        return index_paths(self.collection, self.encoder, paths_of(paths), exclude,
-                           batch_size=batch_size, workers=workers, reembed=reembed,
-                           prune=prune, progress=progress, allow_removals=allow_removals,
-                           confirm=confirm)
+        with on_ray(ray, self.settings, self.encoder if ray else None) as pipeline:
+            return index_paths(self.collection, self.encoder, paths_of(paths), exclude,
+                               batch_size=batch_size, workers=workers, reembed=reembed,
+                               prune=prune, progress=progress, allow_removals=allow_removals,
+                               confirm=confirm, pipeline=pipeline)
 
     def forget(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> int:
         """Drop the items under ``paths`` (the files are not touched); how many went."""

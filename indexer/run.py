@@ -41,6 +41,9 @@ from clipfind.store.status import ItemStatus
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+# The prepare → encode stages of a run: the local threads (``_run_pipeline``) or another
+# engine with the same signature (clipfind.indexer.ray_pipeline.RayPipeline).
+Pipeline = Callable[..., None]
 
 
 @dataclass
@@ -99,6 +102,7 @@ def index_paths(
     progress: Progress | None = None,
     allow_removals: bool = False,
     confirm: Confirm | None = None,
+    pipeline: Pipeline | None = None,
 ) -> IndexSummary:
     """Bring the catalog and index up to date with the files under ``roots``.
 
@@ -106,7 +110,7 @@ def index_paths(
     files are gone are removed (``prune``), except where that looks like a drive that is
     not there: an emptied root, a root on another device, or most of a root at once
     (:mod:`clipfind.indexer.removals`) need ``allow_removals`` (or ``confirm`` to agree,
-    for the last)."""
+    for the last). ``pipeline`` runs the read → encode stages elsewhere (on Ray)."""
     started = time.perf_counter()
     roots = [Path(os.path.abspath(os.path.expanduser(str(r)))) for r in roots]
     for root in roots:
@@ -118,7 +122,7 @@ def index_paths(
     with collection.writing():
         summary = _index_locked(collection, encoder, roots, list(exclude), batch_size, workers,
                                 reembed, prune, progress,
-                                None if allow_removals else (confirm or _refuse))
+                                None if allow_removals else (confirm or _refuse), pipeline)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -129,7 +133,8 @@ def _refuse(question: str) -> bool:
 
 def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], exclude: list[str],
                   batch_size: int | None, workers: int | None, reembed: bool, prune: bool,
-                  progress: Progress | None, confirm: Confirm | None) -> IndexSummary:
+                  progress: Progress | None, confirm: Confirm | None,
+                  pipeline: Pipeline | None = None) -> IndexSummary:
     """``index_paths`` under the writer lock; ``confirm`` None = removals allowed."""
     catalog = collection.catalog
     existing = catalog.states_under(roots)
@@ -170,8 +175,8 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
     with collection.updating() as updater:  # the index follows each batch as it commits
         pipeline_started = time.perf_counter()
         if preparer is not None:
-            _run_pipeline(catalog, encoder, preparer, todo, batch_size, workers, summary,
-                          progress, updater)
+            (pipeline or _run_pipeline)(catalog, encoder, preparer, todo, batch_size, workers,
+                                        summary, progress, updater)
         elif progress:
             progress(0, 0)
         summary.pipeline_seconds = time.perf_counter() - pipeline_started
@@ -220,24 +225,24 @@ def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  
         for prepared in _bounded_map(pool, preparer, todo, window=window):
             mark_repeat(prepared, first_seen)
             pending.append(prepared)
-            _count(prepared, summary)
+            count_prepared(prepared, summary)
             if prepared.pixels is not None:
                 decoded += 1
             if decoded >= batch_size or len(pending) >= batch_size * 8:
                 done += len(pending)
-                _flush(catalog, stage.submit(pending), summary, updater)
+                write_encoded(catalog, stage.submit(pending), summary, updater)
                 pending, decoded = [], 0
                 if progress:
                     progress(done, len(todo))
         if pending:
             done += len(pending)
-            _flush(catalog, stage.submit(pending), summary, updater)
-        _flush(catalog, stage.drain(), summary, updater)
+            write_encoded(catalog, stage.submit(pending), summary, updater)
+        write_encoded(catalog, stage.drain(), summary, updater)
         if progress:
             progress(done, len(todo))
 
 
-def _flush(catalog, encoded, summary: IndexSummary,  # type: ignore[no-untyped-def]
+def write_encoded(catalog, encoded, summary: IndexSummary,  # type: ignore[no-untyped-def]
            updater: IndexUpdater) -> None:
     """Write the batches the encode stage has finished, oldest first."""
     for batch, vectors in encoded:
@@ -247,7 +252,7 @@ def _flush(catalog, encoded, summary: IndexSummary,  # type: ignore[no-untyped-d
             p.pixels = None  # free memory early
 
 
-def _count(p: Prepared, summary: IndexSummary) -> None:
+def count_prepared(p: Prepared, summary: IndexSummary) -> None:
     if p.action == NEW or (p.action == DUPLICATE and p.existing_id is None):
         summary.added += 1
     elif p.action in (CHANGED, DUPLICATE):

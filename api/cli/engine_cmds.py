@@ -41,6 +41,9 @@ def index(
                               "of a root at once (refused otherwise: an unmounted drive "
                               "looks like that).")] = False,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="ADDRESS", help="Decode and "
+                   "encode on a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT. Every "
+                   "node must see the files at the same path. Needs clipfind[ray].")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
 ) -> None:
@@ -54,7 +57,7 @@ def index(
     with bar:
         summary = clip.index(paths, exclude=exclude, reembed=reembed, prune=prune,
                              progress=update, allow_removals=allow_removals,
-                             confirm=ask_on_terminal)
+                             confirm=ask_on_terminal, ray=ray)
     if json:
         emit_json(summary.as_dict())
         return

@@ -1,0 +1,99 @@
+"""What Ray's workers run for ``clipfind index --ray``: reading + decoding files (a task
+per chunk) and encoding them (an actor holding the model). Plain Python: nothing here
+imports Ray, so it is tested and read like the local stages, and
+:mod:`clipfind.indexer.ray_pipeline` wraps it with ``ray.remote``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clipfind.errors import ImageDecodeError
+from clipfind.imageio import ImageInfo, content_hash, read_bytes
+from clipfind.indexer.prepare import decode_pixels
+from clipfind.indexer.walk import FileEntry
+
+# One file as a worker saw it: its content hash (None: it could not be read), the row of
+# its pixels in the chunk's array (None: not decoded), its image facts, and why it was
+# skipped (None: it was not).
+Row = tuple[str | None, int | None, ImageInfo | None, str | None]
+
+
+def read_chunk(
+    entries: Sequence[FileEntry],
+    known: Sequence[str | None],
+    moved: frozenset[str],
+    transform: Callable[[Any], Any],
+    target_size: int,
+    max_pixels: int,
+) -> tuple[list[Row], npt.NDArray[np.float32]]:
+    """Read, hash, decode and preprocess ``entries`` on a worker: one :data:`Row` each, and
+    the decoded pixels stacked in one array. A file whose content is its catalog row's
+    (``known``, per entry) or a missing item's (``moved``) is hashed, not decoded: the
+    driver keeps the vector it has (moved, touched, duplicate)."""
+    rows: list[Row] = []
+    pixels: list[Any] = []
+    for entry, old_hash in zip(entries, known, strict=True):
+        try:
+            data = read_bytes(Path(entry.path))
+        except ImageDecodeError as exc:  # a node without the shared folder says so
+            rows.append(
+                (
+                    None,
+                    None,
+                    None,
+                    f"{exc} (on Ray node {socket.gethostname()}: "
+                    "every node must see the files at the same path)",
+                )
+            )
+            continue
+        digest = content_hash(data)
+        if digest == old_hash or digest in moved:
+            rows.append((digest, None, None, None))
+            continue
+        tensor, info, reason = decode_pixels(data, entry.path, transform, target_size, max_pixels)
+        if reason is not None:
+            rows.append((digest, None, None, reason))
+            continue
+        rows.append((digest, len(pixels), info, None))
+        pixels.append(np.asarray(tensor, dtype=np.float32))
+    stacked = np.stack(pixels) if pixels else np.zeros((0,), np.float32)
+    return rows, stacked
+
+
+def warm_up() -> None:
+    """Import what :func:`read_chunk` needs (torch, the model's transforms) in a worker
+    before the first chunk arrives."""
+    import open_clip.transform  # noqa: F401
+
+
+class EncodeWorker:
+    """One copy of the model on a Ray worker, loaded as a local run loads it
+    (:meth:`ClipEncoder.from_settings`, the fast loader): fp16 on a GPU, fp32 on a CPU
+    with ``threads`` torch threads. Vectors come back as float32, like the local path's."""
+
+    def __init__(self, settings: Any, spec: str, threads: int) -> None:
+        import torch
+
+        from clipfind.encoder import ClipEncoder
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.encoder = ClipEncoder.from_settings(settings, spec)
+        self.encoder.loaded  # noqa: B018  (load now, not in the first batch)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def encode(self, pixels: npt.NDArray[np.float32], rows: list[int]) -> npt.NDArray[np.float32]:
+        """Encode rows ``rows`` of a chunk's pixel array (fetched from the object store)."""
+        import torch
+
+        batch = torch.from_numpy(np.ascontiguousarray(pixels[rows]))
+        return np.asarray(self.encoder.encode_pixels(batch), dtype=np.float32)
