@@ -18,8 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The model is the colour encoder (no weights to load), in the CLI and in a server alike;
 # each batch of pictures takes CLIPFIND_TEST_DELAY seconds more, so runs overlap, and
 # waits (up to 2 minutes) for the file CLIPFIND_TEST_GATE to exist, when one is named;
-# pictures past the first batch wait while the file CLIPFIND_TEST_HOLD exists (a run paused
-# half-way, holding its claim, with a batch committed; a batch may be encoded in parts).
+# pictures past the first batch wait (up to 5 minutes) while the file CLIPFIND_TEST_HOLD
+# exists (a run paused half-way, holding its claim, with a batch committed; a batch may be
+# encoded in parts).
 CHILD = """
 import os, sys, threading, time
 import clipfind.api.cli.common as common
@@ -39,7 +40,7 @@ class Slow(ColourEncoder):
         deadline = time.monotonic() + 120
         while gate and not os.path.exists(gate) and time.monotonic() < deadline:
             time.sleep(0.05)
-        while hold and os.path.exists(hold) and time.monotonic() < deadline:
+        while hold and os.path.exists(hold) and time.monotonic() < deadline + 180:
             time.sleep(0.05)
         time.sleep(float(os.environ.get("CLIPFIND_TEST_DELAY", "0")))
         return super().encode_pixels(pixels)

@@ -154,3 +154,18 @@ def test_meta_written_by_two_transactions_at_once(tmp_path, postgres_server) -> 
     assert len(json.loads(catalog.get_meta("devices") or "{}")) == 30
     assert catalog.get_meta("n") == "30"
     coll.close()
+
+
+def test_a_label_run_is_refused_while_an_index_run_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from clipfind.search.zeroshot.labeling import label_collection
+    from tests.fakes import ColourEncoder
+
+    labeller, indexer = _pair(tmp_path, None, shared=True)
+    with (
+        indexer.writing([tmp_path / "photos"]),
+        pytest.raises(CollectionBusyError, match="another index run is in progress"),
+    ):
+        label_collection(labeller, ColourEncoder(), ["red", "green"], name="colours")
+    assert label_collection(labeller, ColourEncoder(), ["red", "green"], name="colours").scored == 0
+    labeller.close()
+    indexer.close()

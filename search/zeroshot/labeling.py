@@ -69,19 +69,23 @@ def label_collection(
         raise QueryError("--top must be at least 1")
     if top is None and not multi_label:
         top = 1
-    collection.bind_model(encoder)  # the label vectors must live in the items' space
-    prompts = prompt_vectors(encoder, labels, templates, background)
-    scorer = Scorer.for_model(encoder, multi_label)
-    started = time.perf_counter()
-    scored, (item_ids, cols, vals, ranks) = _score_all(
-        collection.catalog, path, chunk, lambda v: pick(cosines(v, prompts, scorer), scorer, top, threshold),
-        progress)
-    params = {"mode": scorer.mode.value, "threshold": threshold, "top": top,
-              "multi_label": multi_label, "path": path, "background": list(prompts.background),
-              "scored": scored}
-    model = collection.stored_model or getattr(encoder, "spec", "")
-    collection.catalog.labels.replace_set(name, prompts.labels, prompts.templates, model, params,
-                                          LabelAssignments(item_ids, cols, vals, ranks))
+    # A label set points at items: an index run that removes or re-encodes items meanwhile
+    # would leave labels of gone rows (a foreign-key error) or of old vectors, so a label
+    # run claims every item, like a re-embed (CollectionBusyError while one writes).
+    with collection.writing(what="label run"):
+        collection.bind_model(encoder)  # the label vectors must live in the items' space
+        prompts = prompt_vectors(encoder, labels, templates, background)
+        scorer = Scorer.for_model(encoder, multi_label)
+        started = time.perf_counter()
+        scored, (item_ids, cols, vals, ranks) = _score_all(
+            collection.catalog, path, chunk,
+            lambda v: pick(cosines(v, prompts, scorer), scorer, top, threshold), progress)
+        params = {"mode": scorer.mode.value, "threshold": threshold, "top": top,
+                  "multi_label": multi_label, "path": path, "background": list(prompts.background),
+                  "scored": scored}
+        model = collection.stored_model or getattr(encoder, "spec", "")
+        collection.catalog.labels.replace_set(name, prompts.labels, prompts.templates, model, params,
+                                              LabelAssignments(item_ids, cols, vals, ranks))
     counts = np.bincount(cols.astype(np.int64), minlength=len(prompts.labels))
     return LabelRunSummary(
         name, model, scorer.mode.value, list(prompts.labels), scored,
