@@ -252,7 +252,7 @@ class Clipfind:
         found_by = self.detector(detector, example)
         wanted = detect_queries(texts, found_by)
         return locate_hits(None, page.hits, wanted, threshold, max_boxes,
-                           self.settings.max_pixels, found_by)
+                           self.settings.max_pixels, found_by, catalog=self._existing().catalog)
 
     # -- zero-shot ---------------------------------------------------------------------
     def classify(self, image: ImageRef, labels: str | Sequence[str], *,

@@ -131,30 +131,28 @@ def vector_of(clip: Clipfind, image: object) -> Vectors:
 
 
 def picture_of(clip: Clipfind, image: object) -> DecodedImage:
-    """A picture decoded for detection (search/detect/picture.py's size policy)."""
-    from clipfind.search.detect.picture import as_picture, decode_picture
+    """A picture decoded for detection (search/detect/picture.py's size policy); an
+    item's file is read only if it is still the file indexed."""
+    from clipfind.search.detect.picture import as_picture, decode_picture, load_indexed_picture
 
     item = item_id(image)
     if item is not None:
-        image = item_path(clip, item)
+        return load_indexed_picture(indexed_item(clip, item), clip.settings.max_pixels)
     data, name = bytes_of(image)
     if data is None:
         return as_picture(image)  # type: ignore[arg-type]
     return decode_picture(data, name, clip.settings.max_pixels)
 
 
-def item_path(clip: Clipfind, item: int) -> Path:
-    """The file of an indexed item, which must still be there."""
+def indexed_item(clip: Clipfind, item: int) -> Any:
+    """The catalog row of an indexed item (its path, size and mtime)."""
     from clipfind.errors import NotFoundError
     from clipfind.store.status import ItemStatus
 
     row = clip._existing().catalog.get_item(item)
     if row is None or row.status != ItemStatus.OK:
         raise NotFoundError(f"item #{item} is not in the collection")
-    path = Path(row.path)
-    if not path.is_file():
-        raise NotFoundError(f"item #{item}'s file {row.path} is gone from disk; re-index")
-    return path
+    return row
 
 
 def detect_queries(queries: str | Sequence[str], found_by: Any) -> list[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from clipfind.errors import ClipfindError, QueryError
+from clipfind.errors import ClipfindError, NotFoundError, QueryError
 from clipfind.search.detect.detector import Detection
-from clipfind.search.detect.picture import detect_picture, load_picture
+from clipfind.search.detect.picture import detect_picture, load_indexed_picture
 from clipfind.search.engine import Hit
 from clipfind.search.query import Term
 
@@ -45,14 +45,20 @@ def locate_example(terms: Sequence[Term]) -> Path | int | bytes | None:
 def locate_hits(encoder: Encoder | None, hits: Sequence[Hit], texts: list[str],
                 threshold: float | None = None, max_boxes: int = 5,
                 max_pixels: int = 150_000_000,
-                detector: Detector | None = None) -> dict[int, list[Detection]]:
-    """Detections of ``texts`` in each hit's image, by item id. An image that can no
-    longer be read gets no boxes (logged), never an error for the whole page. Boxes
-    follow :func:`clipfind.search.detect.picture.detect_picture`'s size policy."""
+                detector: Detector | None = None, *, catalog: Any) -> dict[int, list[Detection]]:
+    """Detections of ``texts`` in each hit's image, by item id. Each file is opened only
+    if it is still the file indexed (``catalog`` holds its size and mtime); one that has
+    changed, gone or been swapped for a link elsewhere gets no boxes (logged with the
+    reason), never an error for the whole page. Boxes follow
+    :func:`clipfind.search.detect.picture.detect_picture`'s size policy."""
     out: dict[int, list[Detection]] = {}
+    items = catalog.get_items([hit.id for hit in hits])
     for hit in hits:
         try:
-            picture = load_picture(Path(hit.path), max_pixels)
+            item = items.get(hit.id)
+            if item is None:
+                raise NotFoundError(f"item #{hit.id} is no longer in the collection")
+            picture = load_indexed_picture(item, max_pixels)
         except ClipfindError as exc:
             log.warning("cannot locate in %s: %s", hit.path, exc)
             out[hit.id] = []

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from clipfind.imageio import DEFAULT_MAX_PIXELS, DecodedImage, ImageInfo, decode_image, read_bytes
+from clipfind.imageio import (
+    DEFAULT_MAX_PIXELS,
+    DecodedImage,
+    ImageInfo,
+    decode_image,
+    read_bytes,
+    read_indexed,
+)
 from clipfind.search.detect.detector import Box, Detection, detect
 
 if TYPE_CHECKING:
@@ -48,6 +55,15 @@ def decode_picture(data: bytes, name: str = "image",
 
 def load_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     return decode_picture(read_bytes(Path(path)), str(path), max_pixels)
+
+
+def load_indexed_picture(item: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """An indexed item's picture, read only if its file is still the one indexed (same
+    size and mtime, no link swapped in that leads elsewhere): ``FileChangedError`` or
+    ``NotFoundError`` otherwise (:func:`clipfind.imageio.read_indexed`)."""
+    name = f"item #{item.id}"
+    return decode_picture(read_indexed(Path(item.path), item.size, item.mtime_ns, name), name,
+                          max_pixels)
 
 
 def as_picture(image: Image.Image) -> DecodedImage:
