@@ -12,6 +12,8 @@ from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clipfind.onnx_cache import default_model_cache
+
 DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -33,6 +35,11 @@ class Settings(BaseSettings):
     device: str = "auto"
     # int8 text tower on CPU ("auto"), checked against fp32 when built: clipfind/text_int8.py
     text_precision: Literal["auto", "fp32", "int8"] = "auto"
+    # What runs the towers: ONNX Runtime on a CPU where an export passes its self-check
+    # ("auto"), torch, or ONNX Runtime even below the check ("onnx"): docs/engines.md.
+    engine: Literal["auto", "torch", "onnx"] = "auto"
+    # Exported ONNX towers, keyed by checkpoint identity (clipfind/onnx_cache.py).
+    model_cache: Path = Field(default_factory=default_model_cache)
     # Detection: "clip" reads boxes out of the collection's own model; "owlvit"/"owlv2"
     # load an OWL detector (clipfind[owl]): ``owl_model`` (a Hugging Face name or a
     # save_pretrained folder), else that family's default. None: OWL when ``owl_model`` is
@@ -57,7 +64,7 @@ class Settings(BaseSettings):
     heavy_slots: int = Field(default=0, ge=0, le=256)
     heavy_queue: int = Field(default=64, ge=0, le=10_000)
 
-    @field_validator("data_dir")
+    @field_validator("data_dir", "model_cache")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # A relative --data-dir would make the SQLite URL and `info` depend on the cwd.

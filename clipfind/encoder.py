@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,9 +15,11 @@ import numpy.typing as npt
 from PIL import Image
 
 from clipfind.modelspec import LoadedModel, load_model
+from clipfind.onnx_cache import default_model_cache
 
 if TYPE_CHECKING:
     from clipfind.config import Settings
+    from clipfind.onnx_engine import Engine
 
 Vectors = npt.NDArray[np.float32]
 
@@ -42,6 +45,10 @@ class ClipEncoder:
     of repeated queries are served from a small LRU cache. ``text_precision`` "auto"
     encodes texts with an int8 copy of the text tower on CPU (checked against fp32 when
     built, see :mod:`clipfind.text_int8`); "fp32" keeps the model as loaded.
+    ``engine`` "auto" (what :meth:`from_settings` gives by default) runs the towers with
+    ONNX Runtime on a CPU where their export passes its self-check
+    (:mod:`clipfind.onnx_engine`); a text query whose export is ready in ``model_cache``
+    then never imports torch or open_clip. Built directly, the encoder runs torch.
     """
 
     def __init__(
@@ -51,6 +58,8 @@ class ClipEncoder:
         batch_size: int = 32,
         text_cache_size: int = 1024,
         text_precision: str = "auto",
+        engine: str = "torch",
+        model_cache: Path | None = None,
     ) -> None:
         self.spec = spec
         self.requested_device = device
@@ -62,7 +71,12 @@ class ClipEncoder:
         self._text_cache_size = text_cache_size
         self.requested_text_precision = text_precision
         self._text_model: Any = None  # TextModel: built on the first text encode
-
+        self.requested_engine = engine
+        self.model_cache = model_cache or default_model_cache()
+        self._engine: Engine | None = None  # decided when the model loads
+        self._cold: Engine | None = None  # a ready text tower found without torch
+        self._cold_looked = False
+        self._bpe: Any = None
     @classmethod
     def from_settings(cls, settings: Settings, spec: str | None = None) -> ClipEncoder:
         """The encoder ``settings`` ask for: device, batch size and text precision from
@@ -72,7 +86,8 @@ class ClipEncoder:
         from clipfind.config import DEFAULT_MODEL
 
         return cls(spec or settings.model or DEFAULT_MODEL, device=settings.device,
-                   batch_size=settings.batch_size, text_precision=settings.text_precision)
+                   batch_size=settings.batch_size, text_precision=settings.text_precision,
+                   engine=settings.engine, model_cache=settings.model_cache)
 
     # -- loading -----------------------------------------------------------------
     @property
@@ -84,6 +99,61 @@ class ClipEncoder:
                     precision = "fp16" if device == "cuda" else "fp32"
                     self._loaded = load_model(self.spec, device, precision)
         return self._loaded
+
+    @property
+    def engine(self) -> Engine:
+        """What runs each tower (loads the model; exports it on first use)."""
+        if self._engine is None:
+            loaded = self.loaded
+            with self._lock:
+                if self._engine is None:
+                    from clipfind.onnx_engine import prepare
+
+                    device = str(self.device).split(":")[0]
+                    engine = self.requested_engine
+                    if device == "cpu" and self.dtype != _fp32():
+                        engine = "torch"
+                    self._engine = prepare(loaded, device, self.model_cache, engine,
+                                           self.requested_text_precision)
+        return self._engine
+
+    def _text_engine(self) -> Engine:
+        """The engine for texts: a ready export found without loading torch when there
+        is one (a one-shot query), else :attr:`engine`."""
+        if self._engine is not None:
+            return self._engine
+        if not self._cold_looked:
+            with self._lock:
+                if not self._cold_looked and self.requested_device in ("auto", "cpu"):
+                    from clipfind.onnx_engine import cold_text
+
+                    self._cold = cold_text(self.spec, self.model_cache, self.requested_engine,
+                                           self.requested_text_precision)
+                self._cold_looked = True
+        return self._cold or self.engine
+
+    def _tokens(self, engine: Engine, texts: list[str]) -> Any:
+        """Token ids as int64 numpy: the plain-Python BPE when the export was checked
+        with it (no open_clip import), else the model's own tokenizer."""
+        context = engine.towers.manifest.tokenizer_context if engine.towers else None
+        if context is None:
+            return np.asarray(self.loaded.tokenizer(texts), dtype=np.int64)
+        if self._bpe is None:
+            from clipfind.bpe import ClipBPE
+
+            self._bpe = ClipBPE(context)
+        return self._bpe(texts)
+
+    @property
+    def engine_label(self) -> str:
+        """What encodes images and texts, for ``info``: "onnx fp32 / onnx int8" style."""
+        engine = self.engine
+        text = engine.text if engine.text != "torch" else f"torch {self.text_precision}"
+        image = engine.image if engine.image != "torch" else f"torch {self._image_precision()}"
+        return f"images: {image}; texts: {text}"
+
+    def _image_precision(self) -> str:
+        return "fp16" if str(self.device).startswith("cuda") else "fp32"
 
     @property
     def text_model(self) -> Any:
@@ -104,7 +174,18 @@ class ClipEncoder:
     @property
     def text_precision(self) -> str:
         """What texts are encoded at: "int8", "fp32" or "fp16"."""
+        engine = self._text_engine()
+        if engine.towers is not None and engine.choice.text:
+            return engine.choice.text
         return str(self.text_model.precision)
+
+    def _fact(self, key: str) -> Any:
+        """A model fact from a ready export, while the torch model is not loaded."""
+        if self._loaded is None:
+            engine = self._text_engine()
+            if engine.towers is not None and self._loaded is None:
+                return engine.towers.manifest.doc.get(key)
+        return None
 
     @property
     def model(self) -> Any:
@@ -135,15 +216,22 @@ class ClipEncoder:
 
     @property
     def image_size(self) -> int:
+        if (known := self._fact("image_size")) is not None:
+            return int(known)
         size = getattr(self.model.visual, "image_size", 224)
         return int(size[0] if isinstance(size, tuple | list) else size)
 
     @property
     def logit_scale(self) -> float:
+        if (known := self._fact("logit_scale")) is not None:
+            return float(known)
         return float(self.model.logit_scale.exp().item())
 
     @property
     def logit_bias(self) -> float | None:
+        if self._fact("logit_scale") is not None:  # the export knows the bias (or None)
+            known = self._fact("logit_bias")
+            return None if known is None else float(known)
         bias = getattr(self.model, "logit_bias", None)
         return None if bias is None else float(bias.item())
 
@@ -167,6 +255,14 @@ class ClipEncoder:
         import torch
 
         out = []
+        engine = self.engine
+        if engine.towers is not None and engine.choice.image:
+            from clipfind.onnx_towers import normalise
+
+            for start in range(0, len(pixels), self.batch_size):
+                batch = pixels[start : start + self.batch_size].float().numpy()
+                out.append(normalise(engine.towers.encode_pixels(batch)))
+            return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
         with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)
@@ -202,7 +298,14 @@ class ClipEncoder:
         """Texts through the model as loaded (fp32 on a CPU), never through the int8
         copy of the text tower: what a collection recognises its model by
         (:meth:`clipfind.store.collection.Collection.bind_model`). An image-only command
-        checks its model this way without building and checking an int8 tower."""
+        checks its model this way without building and checking an int8 tower. With an
+        ONNX text tower, its fp32 export (within the self-check's cosine of torch)."""
+        engine = self._text_engine()
+        towers = engine.towers
+        if towers is not None and engine.choice.text and "text" in towers.manifest.doc["towers"]:
+            from clipfind.onnx_towers import normalise
+
+            return normalise(towers.encode_tokens(self._tokens(engine, list(texts)), "fp32"))
         import torch
 
         from clipfind.text_tower import encode_tokens
@@ -212,6 +315,14 @@ class ClipEncoder:
             return _normalise(encode_tokens(self.model, tokens))
 
     def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
+        engine = self._text_engine()
+        if engine.towers is not None and engine.choice.text:
+            from clipfind.onnx_towers import normalise
+
+            return np.concatenate([
+                normalise(engine.towers.encode_tokens(
+                    self._tokens(engine, list(texts[start : start + self.batch_size]))))
+                for start in range(0, len(texts), self.batch_size)])
         import torch
 
         text_model = self.text_model
@@ -228,3 +339,9 @@ def _normalise(feats: Any) -> Vectors:
     import torch.nn.functional as F
 
     return F.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+
+def _fp32() -> Any:
+    import torch
+
+    return torch.float32

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from clipfind.engine_policy import MIN_TEXT_COSINE
+
 log = logging.getLogger(__name__)
 
 # Varied in length, vocabulary, numbers, punctuation and case, like real queries and
@@ -39,11 +41,9 @@ PROBE_TEXTS = (
     "a green circle on a white background",
 )
 PRECISIONS = ("auto", "fp32", "int8")
-# Lowest probe cosine to fp32 an int8 tower may have: the cosine at which a collection
-# takes a text vector for its own model's (store/collection.py _SAME_MODEL_COSINE), so
-# an accepted int8 tower never makes a collection indexed with fp32 refuse its queries.
-# How much of a top-10 that keeps: docs/performance.md, "int8 vs fp32 text tower".
-MIN_COSINE = 0.99
+# Lowest probe cosine to fp32 an int8 tower may have (defined beside the ONNX engine's
+# thresholds, which a torch-free query reads too): clipfind/engine_policy.py.
+MIN_COSINE = MIN_TEXT_COSINE
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,8 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
         elif progress:
             progress(0, 0)
         summary.pipeline_seconds = time.perf_counter() - pipeline_started
+        if summary.encoded and getattr(encoder, "engine_label", None):  # for `info`
+            catalog.set_meta("encoded_by", encoder.engine_label)  # type: ignore[attr-defined]
         claimed = preparer.claimed if preparer is not None else set()
         gone = {p: s.id for p, s in missing.items() if s.id not in claimed}
         if prune:

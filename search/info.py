@@ -50,6 +50,8 @@ def collection_info(collection: Collection) -> dict[str, Any]:
         "indexed": catalog.count(ItemStatus.OK),
         "skipped": catalog.count(ItemStatus.SKIPPED) + len(unstorable),
         "texts": catalog.texts.count(),
+        # what the last index run that encoded images ran on (ClipEncoder.engine_label)
+        "engine": catalog.get_meta("encoded_by"),
         "index": {"kind": index.kind, "vectors": len(index), "generation": index.generation},
         "database": url,
         "data_dir": str(collection.settings.data_dir),

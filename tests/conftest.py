@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 for _key in [k for k in os.environ if k.startswith("CLIPFIND_")]:
     del os.environ[_key]
+# Exporting a model to ONNX takes seconds, once per checkpoint: the suite runs torch unless
+# a test asks for another engine (tests/test_onnx_engine.py), and never writes to the
+# user's cache.
+os.environ["CLIPFIND_ENGINE"] = "torch"
+os.environ["CLIPFIND_MODEL_CACHE"] = tempfile.mkdtemp(prefix="clipfind-models-")
 
 MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 # reference_model / reference_encoder: the project's tiny CLIP trained on synthetic shapes

@@ -14,6 +14,7 @@ from clipfind.api.cli.common import (
     DataDirOpt,
     DbUrlOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     ModelOpt,
     console,
@@ -69,12 +70,13 @@ def classify(
     top: Annotated[int | None, typer.Option("--top", "-k", help="Show the best N labels.")] = None,
     background: BackgroundOpt = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
-    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, engine: EngineOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Zero-shot classify one image: [{"label", "score"}] best first."""
     names = _labels(labels, labels_file)
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
-                             db_url=db_url, device=device)
+                             db_url=db_url, device=device, engine=engine)
     result = open_clipfind(settings).classify(image, names, templates=templates,
                                               multi_label=multi_label, top=top,
                                               background=_background(background))

@@ -43,6 +43,11 @@ TextPrecisionOpt = Annotated[
     str | None, typer.Option("--text-precision", help="Text encoding: auto (int8 on CPU, "
                              "checked against fp32), fp32 or int8. Env: CLIPFIND_TEXT_PRECISION."),
 ]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="What runs the model: auto (ONNX Runtime on a "
+                             "CPU where its export matches torch, else torch), torch or onnx. "
+                             "Env: CLIPFIND_ENGINE.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 

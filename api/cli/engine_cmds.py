@@ -13,6 +13,7 @@ from clipfind.api.cli.common import (
     DataDirOpt,
     DbUrlOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     ModelOpt,
     TextPrecisionOpt,
@@ -45,13 +46,14 @@ def index(
                    "encode on a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT. Every "
                    "node must see the files at the same path. Needs clipfind[ray].")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
-    db_url: DbUrlOpt = None, device: DeviceOpt = None, json: JsonOpt = False,
+    db_url: DbUrlOpt = None, device: DeviceOpt = None, engine: EngineOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Index photos: new and changed files are encoded, moved files keep their vectors,
     deleted files leave the index. Safe to interrupt and re-run."""
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, batch_size=batch_size,
-                             workers=workers, max_pixels=max_pixels)
+                             workers=workers, max_pixels=max_pixels, engine=engine)
     clip = open_clipfind(settings)
     update, bar = progress_bar("indexing", enabled=True)
     with bar:
@@ -107,7 +109,7 @@ def search(
     detector: DetectorOpt = None, owl_model: OwlModelOpt = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
-    json: JsonOpt = False,
+    engine: EngineOpt = None, json: JsonOpt = False,
 ) -> None:
     """Search the collection by text, example images, or a weighted mix of both."""
     from clipfind.errors import QueryError
@@ -115,7 +117,7 @@ def search(
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
                              db_url=db_url, device=device, text_precision=text_precision,
-                             owl_model=owl_model)
+                             owl_model=owl_model, engine=engine)
     terms = build_terms(query, image, negative)
     if not terms:
         raise QueryError("give a text query, --image, or both")
@@ -162,6 +164,7 @@ def info(
         ("index", f"{index['kind']}, {index['vectors']} vectors, generation {index['generation']}"),
         ("text", {"auto": "auto (int8 on CPU if it matches fp32 on a probe set, else fp32)"}.get(
             settings.text_precision, settings.text_precision)),
+        ("engine", doc.get("engine") or "(nothing encoded yet)"),
         ("database", doc["database"]),
         ("data dir", doc["data_dir"]),
     ]

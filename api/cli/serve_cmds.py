@@ -15,6 +15,7 @@ from clipfind.api.cli.common import (
     DataDirOpt,
     DbUrlOpt,
     DeviceOpt,
+    EngineOpt,
     JsonOpt,
     ModelOpt,
     TextPrecisionOpt,
@@ -43,7 +44,7 @@ def serve(
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
-    json: JsonOpt = False,
+    engine: EngineOpt = None, json: JsonOpt = False,
 ) -> None:
     """Serve the HTTP API (docs at /docs) and the web page (at /) until Ctrl-C.
 
@@ -58,7 +59,7 @@ def serve(
                              api_key=api_key, cors_origins=cors_origin or None,
                              allowed_hosts=allowed_host or None,
                              max_upload_bytes=max_upload_bytes, max_pixels=max_pixels,
-                             text_precision=text_precision)
+                             text_precision=text_precision, engine=engine)
     # A name given as --host is how clients reach the server, so it is an allowed Host.
     # (A wildcard bind names no host: its connections' own addresses are allowed.)
     if host not in ("0.0.0.0", "::", ""):

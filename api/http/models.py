@@ -190,3 +190,7 @@ class InfoOut(BaseModel):
     text_precision: str | None = Field(None, description="What text queries are encoded at: "
                                        "int8 (CPU default), fp32 or fp16.")
     text_precision_note: str | None = Field(None, description="Why, e.g. the int8 self-check.")
+    engine: str | None = Field(None, description="What encoded the collection's images and "
+                               "texts when it was last indexed, e.g. 'images: onnx fp32; "
+                               "texts: onnx int8' (ONNX Runtime) or 'torch fp32'.")
+    engine_now: str | None = Field(None, description="What this server encodes queries with.")

@@ -46,6 +46,10 @@ def info(state: StateDep) -> InfoOut:
 
 def text_precision(state: StateDep) -> dict[str, str]:
     """What texts are encoded at and why (encoders other than ClipEncoder: nothing)."""
+    engine = getattr(state.encoder, "engine", None)
+    if engine is not None and engine.towers is not None and engine.choice.text:
+        return {"text_precision": engine.choice.text, "engine_now": state.encoder.engine_label,
+                "text_precision_note": "ONNX Runtime, checked against torch fp32 on this model"}
     model = getattr(state.encoder, "text_model", None)
     if model is None:
         return {}
