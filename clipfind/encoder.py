@@ -299,12 +299,16 @@ class ClipEncoder:
         copy of the text tower: what a collection recognises its model by
         (:meth:`clipfind.store.collection.Collection.bind_model`). An image-only command
         checks its model this way without building and checking an int8 tower. With an
-        ONNX text tower, its fp32 export (within the self-check's cosine of torch)."""
+        ONNX text tower: the torch fp32 vectors its export recorded for the probe texts
+        (a one-shot query then opens one session, not two), else its fp32 export."""
         engine = self._text_engine()
         towers = engine.towers
         if towers is not None and engine.choice.text and "text" in towers.manifest.doc["towers"]:
             from clipfind.onnx_towers import normalise
 
+            known = towers.manifest.doc.get("probe_vectors") or {}
+            if all(t in known for t in texts):
+                return np.asarray([known[t] for t in texts], np.float32)
             return normalise(towers.encode_tokens(self._tokens(engine, list(texts)), "fp32"))
         import torch
 

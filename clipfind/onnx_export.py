@@ -154,6 +154,7 @@ def export(loaded: Any, cache: Path) -> tuple[Manifest, bool]:
         )
         manifest = Manifest(folder, doc)
         doc["check"] = self_check(loaded, manifest)
+        doc["probe_vectors"] = probe_vectors(loaded)
         log.info("exported %s to ONNX in %.1fs (%s)", loaded.spec.spec, doc["export_s"], folder)
         return onnx_cache.write_manifest(folder, doc), True
 
@@ -268,6 +269,18 @@ def _bpe_context(tokenizer: Any) -> int | None:
     texts = [*PROBE_TEXTS, "", "Ünïcödé &amp; 日本語 😀", "word " * 100]
     same = np.array_equal(plain(texts), np.asarray(tokenizer(texts)))
     return int(tokenizer.context_length) if same else None
+
+
+def probe_vectors(loaded: Any) -> dict[str, list[float]]:
+    """Torch fp32 vectors of the text a collection recognises its model by (the first
+    probe text, clipfind/store/collection.py), so a torch-free query checks the
+    collection's model without running the text tower twice."""
+    from clipfind.text_tower import encode_tokens
+
+    text = PROBE_TEXTS[0]
+    with torch.inference_mode():
+        vec = encode_tokens(loaded.model, torch.as_tensor(_tokens(loaded, [text]))).float().numpy()
+    return {text: normalise(vec)[0].tolist()}
 
 
 # -- the self-check ---------------------------------------------------------------------

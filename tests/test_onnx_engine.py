@@ -83,6 +83,10 @@ def test_auto_engine_encodes_like_torch(models: dict[str, Path], cache: Path) ->
     assert fast.engine_label == "images: onnx int8; texts: onnx fp32"
     assert slow.engine_label == "images: torch fp32; texts: torch fp32"
     assert (fast.logit_scale, fast.image_size) == (slow.logit_scale, slow.image_size)
+    cold = ClipEncoder(spec, device="cpu", engine="auto", model_cache=cache)
+    probe = cold.probe_texts([PROBE_TEXTS[0]])  # the export's recorded torch fp32 vector
+    assert _cos(probe, slow.probe_texts([PROBE_TEXTS[0]]))[0] >= 0.9999
+    assert cold._loaded is None and not cold._cold.towers._sessions  # no model, no session
 
 
 def test_a_model_that_does_not_export_uses_torch(
