@@ -255,9 +255,14 @@ def main() -> None:
     session_s = min(visual_session_load_s(args.venv, args.datadir) for _ in range(3))
     print(f"rclip's visual ONNX session loads in {session_s:.2f}s (taken out of its pipeline)")
     work = out_dir("tmp", "peer-rclip")
-    for engine in tools:  # one-time costs out of the rounds (an engine's cached export)
-        warm = photo_set("small", 4).resolve()
-        clipfind_index(warm, f"local-dir:{checkpoint}", work / "warm-up", 4, engine)
+    for engine in list(tools):  # one-time costs out of the rounds (an engine's cached export)
+        try:
+            clipfind_index(
+                photo_set("small", 4).resolve(), f"local-dir:{checkpoint}", work / "warm-up", 4, engine
+            )
+        except SystemExit as exc:  # an engine that fails here is reported and left out
+            print(f"clipfind --engine {engine} left out: {str(exc)[-1500:]}", flush=True)
+            tools.remove(engine)
     rounds = [
         one_round(args, folders, f"local-dir:{checkpoint}", tools, session_s, work)
         for _ in range(args.rounds)
