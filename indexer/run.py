@@ -31,6 +31,7 @@ from clipfind.indexer.prepare import (
     mark_repeat,
 )
 from clipfind.indexer.removals import Confirm
+from clipfind.indexer.timings import StageClock
 from clipfind.indexer.walk import FileEntry, walk
 from clipfind.indexer.writer import remove_missing, write_batch
 from clipfind.store import roots as roots_facts
@@ -62,6 +63,14 @@ class IndexSummary:
     encoded: int = 0
     seconds: float = 0.0
     pipeline_seconds: float = 0.0  # decode + encode + write only (no model load, no walk)
+    # where the time went, stage by stage (clipfind.indexer.timings): the run's stages
+    # and any pipeline that is handed the summary record into it
+    clock: StageClock = field(default_factory=StageClock, repr=False, compare=False)
+
+    @property
+    def timings(self) -> dict[str, dict[str, float]]:
+        """``{"wall": {stage: seconds}, "cpu": {"decode": s, "model": s}}``."""
+        return self.clock.as_dict(self.seconds)
 
     @property
     def images_per_second(self) -> float:
@@ -83,6 +92,7 @@ class IndexSummary:
             "images_per_second": round(self.images_per_second, 2),
             "pipeline_seconds": round(self.pipeline_seconds, 3),
             "pipeline_images_per_second": round(self.pipeline_images_per_second, 2),
+            "timings": self.timings,
         }
 
 
@@ -137,11 +147,13 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
                   pipeline: Pipeline | None = None) -> IndexSummary:
     """``index_paths`` under the writer lock; ``confirm`` None = removals allowed."""
     catalog = collection.catalog
-    existing = catalog.states_under(roots)
     summary = IndexSummary()
+    clock = summary.clock
     rejected: list[tuple[str, str]] = []  # names the catalog cannot store
-    entries = list(walk(roots, exclude, skip_dirs=[collection.settings.data_dir],
-                        rejected=rejected))
+    with clock.stage("scan"):
+        existing = catalog.states_under(roots)
+        entries = list(walk(roots, exclude, skip_dirs=[collection.settings.data_dir],
+                            rejected=rejected))
     summary.skipped.extend(rejected)
     seen = {e.path for e in entries}
     missing = {p: s for p, s in existing.items() if p not in seen}
@@ -151,7 +163,8 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
         removals.check_vanished(catalog, tallies, devices)
         removals.check_empty_folders(roots, missing)
     if reembed:
-        collection.bind_model(encoder, reembed=True)
+        with clock.stage("load"):
+            collection.bind_model(encoder, reembed=True)
         existing = catalog.states_under(roots)  # every vector forgotten: all files changed
         missing = {p: s for p, s in existing.items() if p not in seen}
     todo = [e for e in entries if _changed(existing.get(e.path), e)]
@@ -164,7 +177,8 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
     if not reembed and (todo or collection.stored_model != encoder.spec):
         # The identity check loads the model: a run with no file to look at (or only
         # removals) never loads it, unless another model was asked for.
-        collection.bind_model(encoder)
+        with clock.stage("load"):
+            collection.bind_model(encoder)
     preparer = Preparer(
         catalog, existing, missing_by_hash, encoder.preprocess,
         encoder.image_size, collection.settings.max_pixels,
@@ -175,8 +189,10 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
     with collection.updating() as updater:  # the index follows each batch as it commits
         pipeline_started = time.perf_counter()
         if preparer is not None:
+            clock.pipeline_started()
             (pipeline or _run_pipeline)(catalog, encoder, preparer, todo, batch_size, workers,
                                         summary, progress, updater)
+            clock.pipeline_stopped()
         elif progress:
             progress(0, 0)
         summary.pipeline_seconds = time.perf_counter() - pipeline_started
@@ -184,8 +200,10 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
             catalog.set_meta("encoded_by", encoder.engine_label)  # type: ignore[attr-defined]
         claimed = preparer.claimed if preparer is not None else set()
         gone = {p: s.id for p, s in missing.items() if s.id not in claimed}
+        saving = time.perf_counter()  # removals, then the index saved as the block ends
         if prune:
             refused = _remove(catalog, updater, gone, roots, tallies, confirm, summary)
+    clock.wall["write"] += time.perf_counter() - saving
     roots_facts.record_unstorable(catalog, roots, rejected)
     if prune and refused is None:
         roots_facts.record_devices(catalog, devices)
@@ -224,7 +242,8 @@ def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode",
                             initializer=single_thread_torch) as pool, EncodeStage(encoder) as stage:
         window = batch_size * (stage.streams + 1) + workers  # every stream fed, one batch ahead
-        for prepared in _bounded_map(pool, preparer, todo, window=window):
+        for prepared in _bounded_map(pool, summary.clock.cpu_timed(preparer), todo, window,
+                                     summary.clock):
             mark_repeat(prepared, first_seen)
             pending.append(prepared)
             count_prepared(prepared, summary)
@@ -232,14 +251,16 @@ def _run_pipeline(catalog, encoder, preparer: Preparer, todo: list[FileEntry],  
                 decoded += 1
             if decoded >= batch_size or len(pending) >= batch_size * 8:
                 done += len(pending)
-                write_encoded(catalog, stage.submit(pending), summary, updater)
+                with summary.clock.stage("model"):  # blocks while two batches are queued
+                    finished = stage.submit(pending)
+                write_encoded(catalog, finished, summary, updater)
                 pending, decoded = [], 0
                 if progress:
                     progress(done, len(todo))
-        if pending:
-            done += len(pending)
-            write_encoded(catalog, stage.submit(pending), summary, updater)
-        write_encoded(catalog, stage.drain(), summary, updater)
+        with summary.clock.stage("model"):
+            finished = (stage.submit(pending) if pending else []) + stage.drain()
+        done += len(pending)
+        write_encoded(catalog, finished, summary, updater)
         if progress:
             progress(done, len(todo))
 
@@ -249,7 +270,8 @@ def write_encoded(catalog, encoded, summary: IndexSummary,  # type: ignore[no-un
     """Write the batches the encode stage has finished, oldest first."""
     for batch, vectors in encoded:
         summary.encoded += 0 if vectors is None else len(vectors)
-        updater.apply(write_batch(catalog, batch, vectors))
+        with summary.clock.stage("write"):
+            updater.apply(write_batch(catalog, batch, vectors))
         for p in batch:
             p.pixels = None  # free memory early
 
@@ -268,8 +290,9 @@ def count_prepared(p: Prepared, summary: IndexSummary) -> None:
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[FileEntry], Prepared],
-                 items: list[FileEntry], window: int) -> Iterator[Prepared]:
-    """``pool.map`` in order, with at most ``window`` results waiting in memory."""
+                 items: list[FileEntry], window: int, clock: StageClock) -> Iterator[Prepared]:
+    """``pool.map`` in order, with at most ``window`` results waiting in memory; time
+    spent waiting for the next result is the decoders' (``clock``)."""
     futures: list[Future[Prepared]] = []
     it = iter(items)
     for item in it:
@@ -278,7 +301,8 @@ def _bounded_map(pool: ThreadPoolExecutor, fn: Callable[[FileEntry], Prepared],
             break
     head = 0
     while head < len(futures):
-        result = futures[head].result()
+        with clock.stage("decode"):
+            result = futures[head].result()
         futures[head] = None  # type: ignore[call-overload]
         head += 1
         nxt = next(it, None)

@@ -60,8 +60,11 @@ def index(
         summary = clip.index(paths, exclude=exclude, reembed=reembed, prune=prune,
                              progress=update, allow_removals=allow_removals,
                              confirm=ask_on_terminal, ray=ray)
+    from clipfind.indexer.timings import describe, with_start
+
+    timings = with_start(summary.timings, summary.seconds)  # + the process's start-up
     if json:
-        emit_json(summary.as_dict())
+        emit_json({**summary.as_dict(), "timings": timings})
         return
     out = console()
     out.print(
@@ -72,6 +75,7 @@ def index(
         + f" — {summary.encoded} images encoded in "
         f"{summary.seconds:.1f}s ({summary.images_per_second:.1f} images/s)"
     )
+    out.print(describe(timings), markup=False, highlight=False)
     for path, reason in summary.skipped[:50]:
         out.print(f"  skipped {path}: {reason}", markup=False, highlight=False)
     if len(summary.skipped) > 50:
