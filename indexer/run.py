@@ -129,7 +129,7 @@ def index_paths(
                 f"{root} does not exist (unmounted drive?); nothing was changed. "
                 "Fix the path, or remove its items with `clipfind forget`."
             )
-    with collection.writing():
+    with collection.writing(None if reembed else roots):  # a re-embed changes every item
         summary = _index_locked(collection, encoder, roots, list(exclude), batch_size, workers,
                                 reembed, prune, progress,
                                 None if allow_removals else (confirm or _refuse), pipeline)
