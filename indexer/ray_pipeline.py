@@ -196,7 +196,9 @@ class RayPipeline:
             if reading:
                 chunk, rows, pixels = reading.popleft()
                 submit_read()
-                batch = _plan(preparer, chunk, ray.get(rows), first_seen)
+                with summary.clock.stage("decode"):  # the driver waits on the readers
+                    read_rows = ray.get(rows)
+                batch = _plan(preparer, chunk, read_rows, first_seen)
                 for p in batch:
                     count_prepared(p, summary)
                 encoding.append(
@@ -204,7 +206,8 @@ class RayPipeline:
                 )
             while encoding and (not reading or len(encoding) > pool.queue or pool.ready(encoding[0][1])):
                 batch, parts = encoding.popleft()
-                vectors = np.concatenate(ray.get(parts)) if parts else None
+                with summary.clock.stage("model"):  # ... and on the encode actors
+                    vectors = np.concatenate(ray.get(parts)) if parts else None
                 pool.finished(parts)
                 write_encoded(catalog, [(batch, vectors)], summary, updater)
                 done += len(batch)
