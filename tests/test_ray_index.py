@@ -250,3 +250,14 @@ def socket_free_port():  # type: ignore[no-untyped-def]
             yield sock.getsockname()[1]
 
     return held()
+
+
+def test_nothing_imports_ray_until_a_run_asks_for_it() -> None:
+    """Ray is imported inside the Ray modules' functions only: the CLI, the library and
+    the indexer (Ray modules included) load without it."""
+    code = ("import sys, clipfind.api.cli, clipfind.library, clipfind.indexer.run, "
+            "clipfind.indexer.ray_pipeline, clipfind.indexer.ray_pool, clipfind.indexer.ray_work; "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
