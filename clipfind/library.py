@@ -47,6 +47,7 @@ from clipfind.library_args import (
     item_id,
     paths_of,
     picture_of,
+    settings_of,
     terms_of,
     vector_of,
 )
@@ -94,12 +95,7 @@ class Clipfind:
 
     def __init__(self, settings: Settings | None = None, *, encoder: Encoder | None = None,
                  encoder_factory: EncoderFactory | None = None, **options: Any) -> None:
-        given = {k: v for k, v in options.items() if v is not None}
-        if settings is None:
-            settings = Settings(**given)
-        elif given:
-            settings = Settings(**{**settings.model_dump(), **given})
-        self.settings = settings
+        self.settings = settings_of(settings, options)
         self._encoder = encoder
         self._factory = encoder_factory
         self._collection: Collection | None = None
@@ -182,8 +178,15 @@ class Clipfind:
         from clipfind.indexer import index_paths
         from clipfind.indexer.ray_pipeline import on_ray
 
+        roots = paths_of(paths)
+        if not self.exists():  # a new collection: a missing path is a typo, and creates nothing
+            for root in roots:
+                if not os.path.lexists(root):
+                    from clipfind.errors import NotFoundError
+
+                    raise NotFoundError(f"{root} does not exist: nothing was indexed or created")
         with on_ray(ray, self.settings, self.encoder if ray else None) as pipeline:
-            return index_paths(self.collection, self.encoder, paths_of(paths), exclude,
+            return index_paths(self.collection, self.encoder, roots, exclude,
                                batch_size=batch_size, workers=workers, reembed=reembed,
                                prune=prune, progress=progress, allow_removals=allow_removals,
                                confirm=confirm, pipeline=pipeline)

@@ -35,6 +35,24 @@ def default_encoder(settings: Settings, collection: Collection | None) -> Encode
     return ClipEncoder.from_settings(settings, spec)
 
 
+def settings_of(base: Settings | None, given: dict[str, Any]) -> Settings:
+    """``base`` (or the environment and defaults) with the options ``given`` (``None``:
+    not given). A value the settings refuse (``collection="bad/name"``) is clipfind's own
+    ``QueryError`` naming the option, not pydantic's ValidationError."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in given.items() if v is not None}
+    try:
+        if base is None:
+            return Settings(**given)
+        return Settings(**{**base.model_dump(), **given}) if given else base
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        why = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise QueryError(f"{where}: {why}") from None
+
+
 def paths_of(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
     """One path or many, as absolute paths (``~`` expanded; symlinks kept as given)."""
     if isinstance(paths, str | os.PathLike):

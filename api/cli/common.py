@@ -52,8 +52,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document."
 
 
 def make_settings(**given: Any) -> Settings:
-    """Settings from the options a user gave (``None`` = not given), env and defaults."""
-    return Settings(**{k: v for k, v in given.items() if v is not None})
+    """Settings from the options a user gave (``None`` = not given), env and defaults;
+    a value they refuse is a ``QueryError`` (exit 2)."""
+    from clipfind.library_args import settings_of
+
+    return settings_of(None, given)
 
 
 def open_collection(settings: Settings) -> Collection:
