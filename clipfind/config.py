@@ -18,6 +18,28 @@ DEFAULT_MODEL = "ViT-B-32/laion2b_s34b_b79k"
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
+          "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
+          "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """``"2GB"``, ``"1.5GiB"``, ``"512MB"`` or a byte count as bytes; ``None``/empty: no budget."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, int):
+        value = text
+    else:
+        match = _SIZE.match(text)
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"index memory {text!r} is not a size: write it like 2GB, 512MB or 1.5GiB")
+        value = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if value <= 0:
+        raise ValueError(f"index memory must be positive, not {text!r}")
+    return value
+
+
 def default_data_dir() -> Path:
     return Path(user_data_dir("clipfind", appauthor=False))
 
@@ -63,6 +85,14 @@ class Settings(BaseSettings):
     # Requests that encode or decode at once (0 = one per core), and how many more wait.
     heavy_slots: int = Field(default=0, ge=0, le=256)
     heavy_queue: int = Field(default=64, ge=0, le=10_000)
+    # Memory the vector index may take, as "2GB", "1.5GiB" (None: the kind follows the
+    # collection size). IVF-SQ8 while it fits, else on-disk IVF-PQ: store/index_budget.py.
+    index_memory: int | None = None
+
+    @field_validator("index_memory", mode="before")
+    @classmethod
+    def _memory(cls, value: object) -> int | None:
+        return parse_memory(value)  # type: ignore[arg-type]
 
     @field_validator("data_dir", "model_cache")
     @classmethod

@@ -51,6 +51,23 @@ EngineOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
+def _memory_size(value: str | None) -> str | None:
+    from clipfind.config import parse_memory
+
+    try:
+        parse_memory(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+IndexMemoryOpt = Annotated[
+    str | None, typer.Option("--index-memory", callback=_memory_size, help="Memory the vector "
+                             "index may take, e.g. 2GB: IVF-SQ8 while it fits, else IVF-PQ with "
+                             "its lists on disk (docs/scaling.md). Env: CLIPFIND_INDEX_MEMORY."),
+]
+
+
 def make_settings(**given: Any) -> Settings:
     """Settings from the options a user gave (``None`` = not given), env and defaults;
     a value they refuse is a ``QueryError`` (exit 2)."""

@@ -14,6 +14,7 @@ from clipfind.api.cli.common import (
     DbUrlOpt,
     DeviceOpt,
     EngineOpt,
+    IndexMemoryOpt,
     JsonOpt,
     ModelOpt,
     TextPrecisionOpt,
@@ -42,6 +43,7 @@ def index(
                               "of a root at once (refused otherwise: an unmounted drive "
                               "looks like that).")] = False,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    index_memory: IndexMemoryOpt = None,
     ray: Annotated[str | None, typer.Option("--ray", metavar="ADDRESS", help="Decode and "
                    "encode on a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT. Every "
                    "node must see the files at the same path. Needs clipfind[ray].")] = None,
@@ -52,6 +54,7 @@ def index(
     """Index photos: new and changed files are encoded, moved files keep their vectors,
     deleted files leave the index. Safe to interrupt and re-run."""
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
+                             index_memory=index_memory,
                              db_url=db_url, device=device, batch_size=batch_size,
                              workers=workers, max_pixels=max_pixels, engine=engine)
     clip = open_clipfind(settings)

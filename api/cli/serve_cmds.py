@@ -16,6 +16,7 @@ from clipfind.api.cli.common import (
     DbUrlOpt,
     DeviceOpt,
     EngineOpt,
+    IndexMemoryOpt,
     JsonOpt,
     ModelOpt,
     TextPrecisionOpt,
@@ -42,6 +43,7 @@ def serve(
                             "protection). Env: CLIPFIND_ALLOWED_HOSTS (JSON list).")] = [],  # noqa: B006
     max_upload_bytes: Annotated[int | None, typer.Option(help="Largest upload accepted.")] = None,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images with more pixels.")] = None,
+    index_memory: IndexMemoryOpt = None,
     model: ModelOpt = None, data_dir: DataDirOpt = None, collection: CollectionOpt = None,
     db_url: DbUrlOpt = None, device: DeviceOpt = None, text_precision: TextPrecisionOpt = None,
     engine: EngineOpt = None, json: JsonOpt = False,
@@ -55,6 +57,7 @@ def serve(
     from clipfind.api.http import create_app
 
     settings = make_settings(model=model, data_dir=data_dir, collection=collection,
+                             index_memory=index_memory,
                              db_url=db_url, device=device, roots=root or None,
                              api_key=api_key, cors_origins=cors_origin or None,
                              allowed_hosts=allowed_host or None,

@@ -27,11 +27,14 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from clipfind.store.vector_tuning import tune_nprobe
+from clipfind.errors import StorageError
+from clipfind.store import ondisk_files
+from clipfind.store.index_budget import FLAT_LIMIT, budget_choice
+from clipfind.store.refine import Refiner
+from clipfind.store.vector_tuning import search_params, tune_nprobe
 
 log = logging.getLogger(__name__)
 
-FLAT_LIMIT = 40_000  # beyond this a flat scan costs more than ~4 ms per query on 2 cores
 MMAP_BYTES = 64 * 2**20  # load index files bigger than this memory-mapped
 KINDS = ("flat", "ivf-flat", "ivf-sq8", "ivf-fp16", "ivf-pq")
 GROWTH = 2.0  # rebuild (retrain) once the collection is this many times its planned size
@@ -40,12 +43,16 @@ GROWTH = 2.0  # rebuild (retrain) once the collection is this many times its pla
 @dataclass(frozen=True)
 class IndexPlan:
     """How an index is built: ``kind`` and, for IVF kinds, lists and lists probed.
-    ``planned_for`` is the collection size the parameters were chosen for."""
+    ``planned_for`` is the collection size the parameters were chosen for. ``budget``
+    (bytes, 0 = none) chose the kind; ``ondisk`` IVF-PQ lists hold ``pq_bytes`` codes."""
 
     kind: str
     nlist: int = 0
     nprobe: int = 0
     planned_for: int = 0
+    budget: int = 0
+    pq_bytes: int = 0
+    ondisk: bool = False
 
 
 def choose_kind(n: int) -> str:
@@ -65,6 +72,18 @@ def plan_index(n: int, kind: str | None = None) -> IndexPlan:
     nlist = 2 ** round(math.log2(max(16.0, 2.0 * math.sqrt(max(n, 1)))))
     nlist = int(min(nlist, 16_384, max(16, n // 39)))  # faiss wants >= 39 points per list
     return IndexPlan(kind, nlist, max(1, nlist // 64), n)
+
+
+def plan_for(n: int, dim: int, budget: int | None = None, kind: str | None = None) -> IndexPlan:
+    """By size (:func:`plan_index`), or given a memory ``budget`` in bytes, the least
+    lossy kind that fits it (:func:`clipfind.store.index_budget.budget_choice`)."""
+    if kind or not budget:
+        return plan_index(n, kind)
+    kind, pq_bytes = budget_choice(n, dim, budget)
+    plan = replace(plan_index(n, kind), budget=budget)
+    if kind == "ivf-pq":
+        plan = replace(plan, pq_bytes=pq_bytes, ondisk=True, nprobe=max(1, plan.nlist // 256))
+    return plan
 
 
 def _new_faiss(plan: IndexPlan, dim: int) -> faiss.Index:
@@ -116,12 +135,16 @@ class VectorIndex:
     """A FAISS index over catalog ids, safe to search from several threads."""
 
     def __init__(self, index: faiss.Index, plan: IndexPlan, generation: int = 0,
-                 path: Path | None = None, mmapped: bool = False) -> None:
+                 path: Path | None = None, mmapped: bool = False,
+                 data_file: Path | None = None, refiner: Refiner | None = None) -> None:
         self.index = index
         self.plan = plan
         self.generation = generation
         self.path = path
         self.mmapped = mmapped
+        self.data_file = data_file  # on-disk lists (ondisk_files names the rest)
+        self.refiner = refiner
+        self.stale = False  # an on-disk index changed: rebuild it (:meth:`fits`)
         self._lock = threading.RLock()
 
     @property
@@ -138,11 +161,19 @@ class VectorIndex:
         generation: int = 0,
         plan: IndexPlan | None = None,
         tune: bool = True,
+        budget: int | None = None,
+        folder: Path | None = None,
     ) -> VectorIndex:
-        """A new index over ``(ids, vectors)``, trained on them when approximate."""
-        plan = plan or plan_index(len(ids), kind)
+        """A new index over ``(ids, vectors)``, trained on them when approximate. With a
+        memory ``budget`` the kind follows it; an on-disk index writes its files in
+        ``folder`` (where it will be saved; a temporary folder if ``None``)."""
+        plan = plan or plan_for(len(ids), dim, budget, kind)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
         ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if plan.ondisk:
+            from clipfind.store.ondisk import build_from_arrays
+
+            return build_from_arrays(cls, ids, vectors, plan, folder, generation)
         with omp_threads(os.cpu_count() or 1):  # k-means and adds use every core
             index = _new_faiss(plan, dim)
             _train(index, vectors, plan)
@@ -164,7 +195,16 @@ class VectorIndex:
     def fits(self, n: int) -> bool:
         """Whether this index still suits a collection of ``n`` vectors; if not, build a
         new one (another kind, or IVF lists trained for the new size)."""
-        if choose_kind(n) != choose_kind(self.plan.planned_for) and self.kind in ("flat", "ivf-sq8"):
+        if self.stale:
+            return False
+        if self.plan.budget:
+            try:
+                wanted = plan_for(n, self.dim, self.plan.budget)
+            except StorageError:  # nothing fits: the rebuild says so
+                return False
+            if (wanted.kind, wanted.pq_bytes) != (self.kind, self.plan.pq_bytes):
+                return False
+        elif choose_kind(n) != choose_kind(self.plan.planned_for) and self.kind in ("flat", "ivf-sq8"):
             return False
         if self.kind == "flat":
             return True
@@ -182,6 +222,8 @@ class VectorIndex:
         if k == 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
+        if self.refiner is not None:
+            return self._search_refined(q, k, allowed)
         params = None
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
@@ -195,6 +237,19 @@ class VectorIndex:
         keep = ids[0] >= 0
         return scores[0][keep], ids[0][keep]
 
+    def _search_refined(self, q: npt.NDArray[np.float32], k: int,
+                        allowed: npt.NDArray[np.int64] | None,
+                        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """On-disk IVF-PQ: candidates from the product codes, re-ranked (refine.py)."""
+        assert self.refiner is not None
+        selector = None if allowed is None else faiss.IDSelectorBatch(
+            np.ascontiguousarray(allowed, dtype=np.int64))
+        nprobe = self.plan.nprobe if allowed is None else self._filtered_nprobe(len(allowed))
+        with self._lock, omp_threads(1):
+            scores, ids = self.refiner.search(self.index, q, k, search_params(self.index, nprobe, selector))
+        keep = ids[0] >= 0
+        return scores[0][keep], ids[0][keep]
+
     def _filtered_nprobe(self, n_allowed: int) -> int:
         # A filter keeps a fraction f of the items: probe 1/f times more lists, so about
         # as many allowed candidates are scored as without a filter (all lists at worst).
@@ -205,6 +260,9 @@ class VectorIndex:
         """Insert or replace the vectors of ``ids``."""
         if not len(ids):
             return
+        if self.plan.ondisk:  # its files may be mapped by other processes: rebuild instead
+            self.stale = True
+            return
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         with self._lock:
             self._make_writable()
@@ -212,13 +270,17 @@ class VectorIndex:
             self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
 
     def remove(self, ids: npt.NDArray[np.int64]) -> None:
-        if len(ids):
+        if len(ids) and self.plan.ondisk:
+            self.stale = True
+        elif len(ids):
             with self._lock:
                 self._make_writable()
                 self.index.remove_ids(faiss.IDSelectorBatch(np.asarray(ids, dtype=np.int64)))
 
     def reconstruct(self, item_id: int) -> npt.NDArray[np.float32]:
         """The stored (for IVF kinds: quantised) vector of ``item_id``."""
+        if self.refiner is not None:
+            return self.refiner.vector_of(int(item_id))
         with self._lock:
             if self.kind != "flat":
                 self._make_writable()
@@ -246,14 +308,21 @@ class VectorIndex:
         side = _sidecar(path)
         tmp_side = side.with_name(side.name + unique)
         meta = {"generation": self.generation, "count": len(self), **asdict(self.plan)}
+        tag = None
+        if self.data_file is not None:  # on-disk lists: the files live beside the index
+            self.data_file = ondisk_files.move_into(self.index, self.data_file, path.parent)
+            meta["files"] = tag = ondisk_files.tag_of(self.data_file)
         try:
             with self._lock:
                 faiss.write_index(self.index, str(tmp))
             _fsync(tmp)
             tmp_side.write_text(json.dumps(meta))
             with _file_lock(path, fcntl.LOCK_EX):
+                old_tag = _saved_meta(side).get("files")
                 os.replace(tmp, path)
                 os.replace(tmp_side, side)
+                if old_tag and old_tag != tag:  # the replaced index's on-disk files
+                    ondisk_files.remove_files(path.parent, str(old_tag))
         except BaseException:  # disk full, a folder in the way: leave no half file behind
             tmp.unlink(missing_ok=True)
             tmp_side.unlink(missing_ok=True)
@@ -273,16 +342,30 @@ class VectorIndex:
                 if mmap is None:
                     mmap = path.stat().st_size > MMAP_BYTES
                 flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
-                index = faiss.read_index(str(path), flags)
-        except (OSError, RuntimeError, ValueError):
+                refiner = data_file = None
+                if meta.get("ondisk"):
+                    index, refiner = ondisk_files.load(path, str(meta["files"]))
+                    data_file, mmap = path.parent / f"{meta['files']}.ivfdata", True
+                else:
+                    index = faiss.read_index(str(path), flags)
+        except (OSError, RuntimeError, ValueError, KeyError):
             return None
         plan = IndexPlan(meta.get("kind", "flat"), int(meta.get("nlist", 0)),
-                         int(meta.get("nprobe", 0)), int(meta.get("planned_for", meta.get("count", 0))))
-        return cls(index, plan, int(meta.get("generation", -1)), path, mmap)
+                         int(meta.get("nprobe", 0)), int(meta.get("planned_for", meta.get("count", 0))),
+                         int(meta.get("budget", 0)), int(meta.get("pq_bytes", 0)), bool(meta.get("ondisk")))
+        return cls(index, plan, int(meta.get("generation", -1)), path, mmap, data_file, refiner)
 
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def _saved_meta(side: Path) -> dict[str, object]:
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 @contextmanager
