@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clipfind.config import Settings
@@ -19,6 +20,7 @@ from clipfind.store import meta
 from clipfind.store.collection import Collection
 from clipfind.store.locks import CLAIMS_DIR, Claim, holders
 from clipfind.store.pg_locks import lock_names
+from clipfind.store.vectors import VectorIndex
 
 
 def test_claims_overlap_on_the_same_folder_a_nested_one_or_every_item() -> None:
@@ -154,6 +156,23 @@ def test_meta_written_by_two_transactions_at_once(tmp_path, postgres_server) -> 
     assert len(json.loads(catalog.get_meta("devices") or "{}")) == 30
     assert catalog.get_meta("n") == "30"
     coll.close()
+
+
+def _index(generation: int, n: int) -> VectorIndex:
+    vecs = np.eye(8, dtype=np.float32)[:n]
+    return VectorIndex.build(np.arange(n, dtype=np.int64), vecs, 8, kind="flat", generation=generation)
+
+
+def test_an_older_index_never_replaces_a_newer_saved_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "index.faiss"
+    _index(5, 3).save(path, newest=lambda: 5)
+    _index(4, 2).save(path, newest=lambda: 5)  # another process's, older: the newer file stays
+    assert (VectorIndex.load(path).generation, len(VectorIndex.load(path))) == (5, 3)
+    _index(5, 4).save(path, newest=lambda: 5)  # the same generation (a rebuild, a repair) replaces
+    assert len(VectorIndex.load(path)) == 4
+    _index(2, 1).save(path, newest=lambda: 2)  # a file ahead of the catalog (restored from a backup)
+    assert VectorIndex.load(path).generation == 2
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_a_label_run_is_refused_while_an_index_run_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -215,7 +215,7 @@ class Collection:
                 self._index = self.rebuild_index()
                 return self._index
         with self._index_lock:
-            save_or_warn(index, self.settings.index_path)
+            save_or_warn(index, self.settings.index_path, self._generation_now)
             self._index = index
         return index
 
@@ -238,6 +238,13 @@ class Collection:
                 self._index = self.rebuild_index()
             return self._index
 
+    def _generation_now(self) -> int | None:
+        """The catalog's generation, read as an index is saved (``None``: unreadable now)."""
+        try:
+            return self.catalog.generation
+        except StorageError:
+            return None
+
     def rebuild_index(self) -> VectorIndex:
         """Build from the catalog and save; tagged with the generation it truly holds
         (read in the same snapshot as the vectors: another process may commit meanwhile)."""
@@ -255,5 +262,5 @@ class Collection:
         log.info("building %s index over %d vectors", choose_kind(len(ids)), len(ids))
         index = VectorIndex.build(ids, vecs, dim, generation=generation,
                                   budget=self.settings.index_memory, folder=self.settings.collection_dir)
-        save_or_warn(index, self.settings.index_path)
+        save_or_warn(index, self.settings.index_path, self._generation_now)
         return index

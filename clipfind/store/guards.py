@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from clipfind.errors import StorageError
@@ -63,11 +64,12 @@ def check_fresh_catalog(shown_url: str, generation: int, index_path: Path) -> No
         )
 
 
-def save_or_warn(index: object, path: Path) -> bool:
+def save_or_warn(index: object, path: Path, newest: Callable[[], int | None] | None = None) -> bool:
     """Save ``index`` to ``path``; on failure keep serving it from memory and say why (the
-    catalog holds every vector, so the next run rebuilds the file)."""
+    catalog holds every vector, so the next run rebuilds the file). ``newest()``: the
+    catalog's generation (a newer file another process saved meanwhile is kept)."""
     try:
-        index.save(path)  # type: ignore[attr-defined]
+        index.save(path, newest)  # type: ignore[attr-defined]
     except (OSError, RuntimeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1][:200]
         log.warning("cannot save the index to %s (%s); searching from memory. Free disk "

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -296,12 +296,15 @@ class VectorIndex:
             self.mmapped = False
 
     # -- files -------------------------------------------------------------------
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, newest: Callable[[], int | None] | None = None) -> None:
         """Write atomically: a crash leaves the old file or the new one, never half. Several
-        processes may share the collection folder (servers on one catalog): each writes its
-        own temporary files, and the index file and its sidecar change together, under an
-        exclusive lock that loads take shared, so a load never pairs one process's index
-        with another's generation."""
+        processes may share the collection folder (servers on one catalog, index runs on
+        disjoint folders): each writes its own temporary files, and the index file and its
+        sidecar change together, under an exclusive lock that loads take shared, so a load
+        never pairs one process's index with another's generation. ``newest()`` reads the
+        catalog's generation under that lock: a file saved meanwhile for a later generation
+        than this index's (and not past the catalog's, so never one of a catalog restored
+        from a backup) is newer than this one and stays."""
         path.parent.mkdir(parents=True, exist_ok=True)
         unique = f".{os.getpid()}.{threading.get_ident()}.tmp"
         tmp = path.with_name(path.name + unique)
@@ -318,7 +321,16 @@ class VectorIndex:
             _fsync(tmp)
             tmp_side.write_text(json.dumps(meta))
             with _file_lock(path, fcntl.LOCK_EX):
-                old_tag = _saved_meta(side).get("files")
+                saved = _saved_meta(side)
+                limit, theirs = newest() if newest is not None else None, saved.get("generation")
+                if limit is not None and isinstance(theirs, int) and self.generation < theirs <= limit:
+                    log.info("%s holds a newer generation; not replaced", path.name)
+                    tmp.unlink()
+                    tmp_side.unlink()
+                    if tag and tag != saved.get("files"):  # this build's on-disk lists
+                        ondisk_files.remove_files(path.parent, tag)
+                    return
+                old_tag = saved.get("files")
                 os.replace(tmp, path)
                 os.replace(tmp_side, side)
                 if old_tag and old_tag != tag:  # the replaced index's on-disk files
