@@ -12,7 +12,7 @@ touched, not with the collection.
 
 from __future__ import annotations
 
-import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,30 +35,38 @@ def new_quantizer(dim: int, sample: Vecs) -> faiss.IndexScalarQuantizer:
 
 @dataclass
 class Refiner:
-    """The scalar quantiser, sorted ids and their codes (memory-mapped, read-only)."""
+    """The scalar quantiser, the sorted ids (memory-mapped) and the codes file, whose
+    rows are read with ``pread``: a mapping would count every cached page the kernel
+    maps around a touched row (64 KB for a 512-byte row) as the process's memory."""
 
     quantizer: faiss.IndexScalarQuantizer
     ids: Ids
-    codes: npt.NDArray[np.uint8]
+    codes_path: Path
+    _fd: int = -1
 
     @classmethod
     def open(cls, quantizer: Path, ids: Path, codes: Path) -> Refiner:
         sq = faiss.read_index(str(quantizer))
         id_map = np.memmap(ids, dtype=np.int64, mode="r")
-        code_map = np.memmap(codes, dtype=np.uint8, mode="r")
-        # Rows are read at random: without this the kernel maps (and reads ahead) 64 KB
-        # around every row touched, 128 times the 512 bytes a query needs.
-        for mapped in (id_map, code_map):
-            if mapped.size and hasattr(mmap, "MADV_RANDOM"):
-                mapped._mmap.madvise(mmap.MADV_RANDOM)  # type: ignore[attr-defined]
-        return cls(sq, id_map, code_map.reshape(len(id_map), -1))
+        return cls(sq, id_map, Path(codes), os.open(codes, os.O_RDONLY))
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+
+    def _rows(self, rows: Ids) -> npt.NDArray[np.uint8]:
+        width = self.quantizer.code_size
+        out = np.empty((len(rows), width), np.uint8)
+        for i, row in enumerate(rows.tolist()):
+            out[i] = np.frombuffer(os.pread(self._fd, width, row * width), np.uint8)
+        return out
 
     def vector_of(self, item_id: int) -> Vecs:
         """The (8-bit quantised) vector of ``item_id``; ``KeyError`` when it has none."""
         row = int(np.searchsorted(self.ids, item_id))
         if row >= len(self.ids) or self.ids[row] != item_id:
             raise KeyError(item_id)
-        return self.quantizer.sa_decode(np.ascontiguousarray(self.codes[row : row + 1]))[0]
+        return self.quantizer.sa_decode(self._rows(np.array([row])))[0]
 
     def rerank(self, queries: Vecs, candidates: Ids, k: int) -> tuple[Vecs, Ids]:
         """Best ``k`` of each row of ``candidates`` (``-1`` = none) by their finer codes."""
@@ -67,7 +75,7 @@ class Refiner:
         rows = np.searchsorted(self.ids, candidates[valid])
         rows = np.minimum(rows, len(self.ids) - 1)
         known = self.ids[rows] == candidates[valid]
-        vecs = self.quantizer.sa_decode(np.ascontiguousarray(self.codes[rows]))
+        vecs = self.quantizer.sa_decode(self._rows(rows))
         which = np.nonzero(valid)
         s = np.einsum("ij,ij->i", vecs, queries[which[0]])
         s[~known] = -np.inf  # not in this refiner (cannot happen for one build)
