@@ -196,8 +196,9 @@ class Clipfind:
         from clipfind.indexer.writer import remove_missing
 
         coll = self._existing()
-        with coll.writing():  # not while an index run writes (CollectionBusyError)
-            ids = [s.id for s in coll.catalog.states_under(paths_of(paths)).values()]
+        roots = paths_of(paths)
+        with coll.writing(roots):  # not while an index run writes there (CollectionBusyError)
+            ids = [s.id for s in coll.catalog.states_under(roots).values()]
             with coll.updating() as updater:
                 updater.apply(remove_missing(coll.catalog, ids))
         return len(ids)

@@ -188,3 +188,16 @@ def test_a_label_run_is_refused_while_an_index_run_writes(tmp_path) -> None:  # 
     assert label_collection(labeller, ColourEncoder(), ["red", "green"], name="colours").scored == 0
     labeller.close()
     indexer.close()
+
+
+def test_forget_claims_only_its_folders_on_postgresql(tmp_path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    from clipfind.library import Clipfind
+    from tests.fakes import ColourEncoder
+
+    settings = Settings(data_dir=tmp_path / "d", db_url=postgres_server.new_database(), model="fake-colour")
+    holder = Collection(settings)
+    with Clipfind(settings, encoder=ColourEncoder()) as clip, holder.writing([tmp_path / "indexing"]):
+        assert clip.forget(tmp_path / "elsewhere") == 0  # another folder: goes ahead
+        with pytest.raises(CollectionBusyError, match="another index run is in progress"):
+            clip.forget(tmp_path / "indexing" / "sub")
+    holder.close()
