@@ -277,5 +277,5 @@ def test_open_takes_settings_and_overrides_them(tmp_path, monkeypatch):  # type:
         assert c.settings.data_dir == tmp_path / "data"
     with clipfind.open("named", data_dir=tmp_path / "d2") as c:
         assert (c.settings.collection, c.settings.batch_size) == ("named", 9)  # env, then defaults
-    with pytest.raises(ValueError):
+    with pytest.raises(clipfind.errors.QueryError, match="collection name 'no/slashes'"):
         clipfind.open("no/slashes", data_dir=tmp_path)
