@@ -135,18 +135,19 @@ def _encoder(spec: str, batch_size: int):  # type: ignore[no-untyped-def]
 
 
 def index_once(folder: Path, spec: str, batch_size: int, workers: int | None,
-               data_dir: Path) -> dict[str, float]:
-    """One ``clipfind index`` run into a fresh collection; its JSON plus wall time."""
+               data_dir: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """One ``clipfind index`` run into a fresh collection; its JSON plus wall time.
+    ``extra``: more options for the command (``("--ray", ADDRESS)``)."""
     shutil.rmtree(data_dir, ignore_errors=True)
     cmd = [str(CLIPFIND), "index", str(folder), "--model", spec, "--data-dir", str(data_dir),
-           "--batch-size", str(batch_size), "--device", "cpu", "--json"]
+           "--batch-size", str(batch_size), "--device", "cpu", "--json", *extra]
     if workers:
         cmd += ["--workers", str(workers)]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"clipfind index failed:\n{done.stderr}")
+        raise SystemExit(f"clipfind index {' '.join(extra)} failed:\n{done.stderr}")
     doc = json.loads(done.stdout)
     return {"encoded": doc["encoded"], "wall_s": wall,
             "pipeline_ips": doc["pipeline_images_per_second"],

@@ -18,15 +18,14 @@ images; ``--device cpu``. The cluster's workers run at nice 0, as the local run 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks import indexing
 from benchmarks.common import model_spec, out_dir, print_table, warn_if_busy, write_json
 from benchmarks.photos import folder_stats, photo_set
 
@@ -55,20 +54,9 @@ def stop_cluster() -> None:
 
 def index_once(folder: Path, spec: str, batch_size: int, data_dir: Path,
                ray: str | None) -> dict[str, float]:
-    shutil.rmtree(data_dir, ignore_errors=True)
-    cmd = [str(BIN / "clipfind"), "index", str(folder), "--model", spec, "--data-dir",
-           str(data_dir), "--batch-size", str(batch_size), "--device", "cpu", "--json"]
-    if ray:
-        cmd += ["--ray", ray]
-    started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"clipfind index{' --ray' if ray else ''} failed:\n{done.stderr}")
-    doc = json.loads(done.stdout)
-    return {"encoded": doc["encoded"], "skipped": doc["skipped"], "wall_s": round(wall, 2),
-            "pipeline_ips": doc["pipeline_images_per_second"],
-            "command_ips": round(doc["encoded"] / wall, 2)}
+    run = indexing.index_once(folder, spec, batch_size, None, data_dir,
+                              extra=("--ray", ray) if ray else ())
+    return {k: round(v, 2) if k.endswith(("_s", "_ips")) else v for k, v in run.items()}
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from clipfind.config import Settings, parse_memory
 from clipfind.errors import StorageError
 from clipfind.store.index_budget import budget_choice, index_bytes
 from clipfind.store.vectors import VectorIndex, plan_for
+from tests.test_vector_index import clustered
 
 DIM = 64
 N = 20_000
@@ -26,13 +27,6 @@ BUDGET = 1_000_000  # bytes: IVF-SQ8 over 20k x 64-d needs ~1.5 MB, IVF-PQ32 ~0.
 # re-ranked codes lose little (0.9+ measured on AVX2 and AVX-512 kernels alike), the bound
 # leaves room for the spread between kernels and k-means seeds.
 RECALL_BOUND = 0.85
-
-
-def clustered(n: int, seed: int = 0, clusters: int = 50) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(99).standard_normal((clusters, DIM)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, DIM)).astype(np.float32)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_sizes_parse_and_bad_sizes_are_refused():
