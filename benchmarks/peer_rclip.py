@@ -25,7 +25,7 @@ load time, measured here, taken out (rclip loads it lazily at the first batch): 
 upper bound, as rclip's loader threads keep decoding during that load (``bar_ips`` in the
 JSON, with the load left in, is the lower bound).
 ``command_ips`` divides by the whole command's wall time (rclip's also runs its query).
-``peak_rss_mb`` is the command's own peak resident memory (``wait4``'s ``ru_maxrss``).
+``peak_rss_mb`` is the command's own peak resident memory (GNU time's ``%M``).
 ``query_s`` is a cold one-shot ``search "a dog"`` process on the indexed folder. Tools
 alternate within a round; the best round of each is kept (other work on a shared machine
 only slows a run) and the spread across rounds is printed.
