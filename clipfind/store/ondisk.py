@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -141,17 +143,21 @@ def train_index(
 Task = tuple[VectorSource, str, int, str, Vecs, tuple[str, str, str]]
 
 
-def _add_chunk(task: Task) -> tuple[int, Vecs, Ids]:
+def _add_chunk(task: Task) -> tuple[int, Vecs, Ids, dict[str, float]]:
     """(In a worker process.) Add chunk ``i`` to a copy of the trained index, save it as
     a shard, write its ids and scalar codes at its rows of the refinement files, and
-    return its size and the tuning queries' exact top-(K+1) in it."""
+    return its size, the tuning queries' exact top-(K+1) in it and the seconds each
+    step took."""
     source, trained, i, shard, queries, (sq_path, ids_path, codes_path) = task
     faiss.omp_set_num_threads(1)  # one process a core
+    clock = _Clock()
     ids, vecs = source.chunk(i)
     vecs = np.ascontiguousarray(vecs, np.float32)
+    clock.lap("read")
     index = faiss.read_index(trained)
     if len(ids):
         index.add_with_ids(vecs, np.ascontiguousarray(ids))
+        clock.lap("add")
         start = i * source.size
         id_map = np.memmap(ids_path, dtype=np.int64, mode="r+")
         id_map[start : start + len(ids)] = ids
@@ -161,7 +167,9 @@ def _add_chunk(task: Task) -> tuple[int, Vecs, Ids]:
         code_map[start : start + len(ids)] = codes
         code_map.flush()
         del id_map, code_map
+        clock.lap("refine codes")
     faiss.write_index(index, shard)
+    clock.lap("write")
     scores, found = (
         faiss.knn(
             queries,
@@ -172,9 +180,52 @@ def _add_chunk(task: Task) -> tuple[int, Vecs, Ids]:
         if len(ids)
         else (None, None)
     )
+    clock.lap("exact")
     if scores is None:
-        return 0, np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
-    return len(ids), scores, ids[found]
+        empty = np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
+        return 0, *empty, clock.laps
+    return len(ids), scores, ids[found], clock.laps
+
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _pool(workers: int) -> multiprocessing.pool.Pool:
+    """``workers`` processes with one BLAS and OpenMP thread each (the variables are set
+    only while they start). The pool runs one process a core; a BLAS library's own
+    threads in each (numpy's OpenBLAS starts one a core at import) would spin on the
+    cores the other workers compute on."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARS}
+    os.environ.update(dict.fromkeys(THREAD_VARS, "1"))
+    try:
+        # spawn, not fork: a forked child of a process that ran OpenMP can hang in it
+        return multiprocessing.get_context("spawn").Pool(workers)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class _Clock:
+    """Seconds spent in each named step (summed over the chunks, for the build's log)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def add(self, laps: dict[str, float]) -> None:
+        for name, seconds in laps.items():
+            self.laps[name] = self.laps.get(name, 0.0) + seconds
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps.items())
 
 
 def _tasks(
@@ -215,7 +266,9 @@ def build_ondisk(
     trained_path = folder / f"{tag}.trained.faiss"
     data_file = folder / f"{tag}.ivfdata"
     workers = max(1, min(workers or os.cpu_count() or 1, source.chunks()))
+    clock, work = _Clock(), _Clock()
     index, sample_ids, sample = train_index(source, nlist, pq_bytes, opq)
+    clock.lap("train")
     queries, own = tuning_queries(sample_ids, sample)
     n_tune = len(queries)
     if extra is not None:
@@ -229,6 +282,7 @@ def build_ondisk(
         f.truncate(total * 8)
     with open(refine_files[2], "wb") as f:
         f.truncate(total * source.dim)
+    clock.lap("train refine")
     shards: list[str] = []
     try:
         best_s = np.full((len(queries), 0), -np.inf, np.float32)
@@ -244,14 +298,17 @@ def build_ondisk(
                 (str(refine_files[0]), str(refine_files[1]), str(refine_files[2])),
             )
         )
-        # spawn, not fork: a forked child of a process that ran OpenMP can hang in it
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for task, (n, scores, ids) in zip(tasks, pool.imap(_add_chunk, tasks), strict=True):
+        with _pool(workers) as pool:
+            for task, (n, scores, ids, laps) in zip(tasks, pool.imap(_add_chunk, tasks), strict=True):
                 shards.append(task[3])
                 count += n
                 best_s, best_i = _merge_top(best_s, best_i, scores, ids)
+                work.add(laps)
                 log.info("on-disk index: %d vectors added", count)
+        clock.lap("add")
+        log.info("on-disk index: worker seconds: %s", work)
         merge_ondisk(index, shards, str(data_file))
+        clock.lap("merge")
         refiner = Refiner.open(*refine_files)
         if count != total or np.any(np.diff(refiner.ids) <= 0):
             raise ValueError("a vector source must give its count of ids, in ascending order")
@@ -264,6 +321,8 @@ def build_ondisk(
             ceiling=MAX_TUNE_PROBE,
             search=refiner.search,
         )
+        clock.lap("tune")
+        log.info("on-disk index built: %s", clock)
     except BaseException:
         for path in (data_file, *refine_files):
             path.unlink(missing_ok=True)
