@@ -22,6 +22,9 @@ MIN_IMAGE_COSINE = 0.995
 # torch fp32 and ONNX fp32 side by side (docs/performance.md, "Engines"): tried first,
 # used when they pass the image threshold, else the fp32 export is tried.
 IMAGE_INT8 = True
+# The probe cosine the self-check records for a tower whose session does not load or run
+# (clipfind.onnx_export.self_check): such a tower is never used, not even by --engine onnx.
+DOES_NOT_RUN = -1.0
 
 
 @dataclass(frozen=True)
@@ -36,35 +39,44 @@ class Choice:
 
 def choose(doc: dict[str, Any], engine: str, text_setting: str, min_text: float) -> Choice:
     """The precisions to use for an export's manifest ``doc`` under ``engine`` ("auto" or
-    "onnx": "onnx" uses a tower that fails its check, with a note) and the text
+    "onnx": "onnx" uses a tower that fails its check, with a note, but never one that
+    does not run) and the text
     precision setting ("auto": int8 when it passes, "fp32", "int8")."""
     check: dict[str, float] = doc.get("check") or {}
     failed: dict[str, str] = doc.get("failed") or {}
     forced = engine == "onnx"
     notes: list[str] = []
 
+    def name(tower: str, precision: str) -> str:
+        return f"{tower}.int8" if precision == "int8" else tower
+
     def pick(tower: str, wanted: list[str], floor: float) -> str | None:
-        have = [p for p in wanted if (f"{tower}.int8" if p == "int8" else tower) in check]
+        have = [p for p in wanted if name(tower, p) in check]
+        broken = [p for p in have if check[name(tower, p)] <= DOES_NOT_RUN]
+        have = [p for p in have if p not in broken]  # never chosen, not even when forced
         for precision in have:
-            name = f"{tower}.int8" if precision == "int8" else tower
-            if check[name] >= floor:
+            if check[name(tower, precision)] >= floor:
                 return precision
         if tower in failed:
             notes.append(f"ONNX {tower} tower did not export ({failed[tower]}); using torch")
             return None
+        if broken and not have:
+            notes.append(f"ONNX {name(tower, broken[0])} does not run in ONNX Runtime; using torch")
+            return None
         if not have:
             return None
-        name = f"{tower}.int8" if have[-1] == "int8" else tower
+        last = name(tower, have[-1])
         if forced:
-            notes.append(f"ONNX {name} probe cosine {check[name]:.4f} < {floor}, used as asked")
+            notes.append(f"ONNX {last} probe cosine {check[last]:.4f} < {floor}, used as asked")
             return have[-1]
-        notes.append(f"ONNX {name} probe cosine {check[name]:.4f} < {floor}; using torch fp32")
+        notes.append(f"ONNX {last} probe cosine {check[last]:.4f} < {floor}; using torch fp32")
         return None
 
     image = pick("image", ["int8", "fp32"] if IMAGE_INT8 else ["fp32"], MIN_IMAGE_COSINE)
     text_order = {"auto": ["int8", "fp32"], "int8": ["int8"], "fp32": ["fp32"]}[text_setting]
-    if text_setting == "int8" and "text.int8" in check and check["text.int8"] < min_text:
-        notes.append(f"ONNX text.int8 probe cosine {check['text.int8']:.4f} < {min_text}, used as asked")
+    int8 = check.get("text.int8")
+    if text_setting == "int8" and int8 is not None and DOES_NOT_RUN < int8 < min_text:
+        notes.append(f"ONNX text.int8 probe cosine {int8:.4f} < {min_text}, used as asked")
         return Choice(image, "int8", tuple(notes))
     text = pick("text", text_order, min_text)
     return Choice(image, text, tuple(notes))

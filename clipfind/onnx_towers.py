@@ -61,7 +61,10 @@ class OnnxTowers:
                 found = self._sessions.get(name)
                 if found is None:
                     path = str(self.manifest.path(f"{name}.onnx"))
-                    found = self._sessions[name] = open_session(path, _threads(name))
+                    try:
+                        found = self._sessions[name] = open_session(path, _threads(name))
+                    except Exception as exc:  # a file damaged since its check
+                        raise _failure(name, exc) from exc
         return found
 
     @property
@@ -73,22 +76,40 @@ class OnnxTowers:
         precision = precision or self.image_precision or "fp32"
         name = "image" if precision == "fp32" else "image.int8"
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-        return np.asarray(self.session(name).run(None, {"pixels": pixels})[0], np.float32)
+        return np.asarray(_run(self.session(name), name, {"pixels": pixels}), np.float32)
 
     def encode_tokens(self, tokens: npt.NDArray[np.int64], precision: str | None = None) -> Vectors:
         """``(n, context)`` token ids → unnormalised text features."""
         precision = precision or self.text_precision or "fp32"
-        session = self.session("text" if precision == "fp32" else "text.int8")
+        name = "text" if precision == "fp32" else "text.int8"
+        session = self.session(name)
         tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         if self.truncates:
             tokens = tokens[:, : longest(tokens)]
         if precision == "fp32" or len(tokens) == 1:
-            return np.asarray(session.run(None, {"tokens": tokens})[0], np.float32)
+            return np.asarray(_run(session, name, {"tokens": tokens}), np.float32)
         rows = []
         for row in tokens:  # alone: see the module docstring
             one = row[None, : longest(row[None])] if self.truncates else row[None]
-            rows.append(session.run(None, {"tokens": one})[0])
+            rows.append(_run(session, name, {"tokens": one}))
         return np.concatenate(rows).astype(np.float32, copy=False)
+
+
+def _run(session: Any, name: str, feeds: dict[str, Any]) -> Any:
+    try:
+        return session.run(None, feeds)[0]
+    except Exception as exc:
+        raise _failure(name, exc) from exc
+
+
+def _failure(name: str, exc: Exception) -> Exception:
+    """One line for a tower ONNX Runtime cannot load or run (after it passed its check:
+    a damaged file, too little memory), with the way around it."""
+    from clipfind.errors import ModelLoadError
+
+    text = " ".join(str(exc).split())[:200]
+    return ModelLoadError(f"ONNX Runtime cannot run the {name} tower ({type(exc).__name__}: {text}); "
+                          "run with --engine torch (or CLIPFIND_ENGINE=torch)")
 
 
 def _threads(name: str) -> int:
