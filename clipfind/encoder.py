@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from clipfind.encoding import stack
 from clipfind.modelspec import LoadedModel, load_model
 from clipfind.onnx_cache import default_model_cache
 
@@ -76,7 +77,10 @@ class ClipEncoder:
         self._engine: Engine | None = None  # decided when the model loads
         self._cold: Engine | None = None  # a ready text tower found without torch
         self._cold_looked = False
+        self._array_transform: Any = None  # images too, without torch (clipfind.pixels)
+        self._cold_images_looked = False
         self._bpe: Any = None
+
     @classmethod
     def from_settings(cls, settings: Settings, spec: str | None = None) -> ClipEncoder:
         """The encoder ``settings`` ask for: device, batch size and text precision from
@@ -122,6 +126,10 @@ class ClipEncoder:
         is one (a one-shot query), else :attr:`engine`."""
         if self._engine is not None:
             return self._engine
+        return self._lookup_cold() or self.engine
+
+    def _lookup_cold(self) -> Engine | None:
+        """The torch-free engine of a ready export (looked up once; never loads)."""
         if not self._cold_looked:
             with self._lock:
                 if not self._cold_looked and self.requested_device in ("auto", "cpu"):
@@ -130,7 +138,32 @@ class ClipEncoder:
                     self._cold = cold_text(self.spec, self.model_cache, self.requested_engine,
                                            self.requested_text_precision)
                 self._cold_looked = True
-        return self._cold or self.engine
+        return self._cold
+
+    def _image_engine(self) -> Engine:
+        """The engine for images: the torch-free one when its export also encodes images
+        on this CPU (an index run then imports no torch), else :attr:`engine`."""
+        if self._engine is None and self._cold_transform() is not None:
+            assert self._cold is not None
+            return self._cold
+        return self.engine
+
+    def _cold_transform(self) -> Any:
+        """The torch-free eval transform when images go through the torch-free engine
+        (decided once, before the model is loaded, and kept)."""
+        if not self._cold_images_looked and self._loaded is None and _cpu_only(self.requested_device):
+            cold = self._lookup_cold()
+            with self._lock:
+                if not self._cold_images_looked:
+                    from clipfind.onnx_engine import cold_images
+
+                    if self._engine is None and cold_images(cold, self.requested_engine == "onnx"):
+                        from clipfind.pixels import ArrayTransform
+
+                        assert cold is not None and cold.towers is not None
+                        self._array_transform = ArrayTransform(cold.towers.manifest.doc["transform"])
+                    self._cold_images_looked = True
+        return self._array_transform
 
     def _tokens(self, engine: Engine, texts: list[str]) -> Any:
         """Token ids as int64 numpy: the plain-Python BPE when the export was checked
@@ -145,11 +178,16 @@ class ClipEncoder:
         return self._bpe(texts)
 
     @property
+    def export_seconds(self) -> float:
+        """Seconds this encoder spent exporting its model to ONNX (0: found ready)."""
+        return self._engine.export_s if self._engine is not None else 0.0
+
+    @property
     def engine_label(self) -> str:
         """What encodes images and texts, for ``info``: "onnx fp32 / onnx int8" style."""
-        engine = self.engine
-        text = engine.text if engine.text != "torch" else f"torch {self.text_precision}"
-        image = engine.image if engine.image != "torch" else f"torch {self._image_precision()}"
+        image_engine, text_engine = self._image_engine(), self._text_engine()
+        text = text_engine.text if text_engine.text != "torch" else f"torch {self.text_precision}"
+        image = image_engine.image if image_engine.image != "torch" else f"torch {self._image_precision()}"
         return f"images: {image}; texts: {text}"
 
     def _image_precision(self) -> str:
@@ -193,8 +231,9 @@ class ClipEncoder:
 
     @property
     def preprocess(self) -> Any:
-        """The model's eval transform: PIL image → normalised tensor."""
-        return self.loaded.preprocess
+        """The model's eval transform: PIL image → normalised tensor (or the same values
+        as a numpy array, replayed without torch: :mod:`clipfind.pixels`)."""
+        return self._cold_transform() or self.loaded.preprocess
 
     @property
     def device(self) -> Any:
@@ -202,6 +241,8 @@ class ClipEncoder:
         run's CPU streams) does not load it."""
         if self._loaded is not None:
             return next(self._loaded.model.parameters()).device
+        if self._cold_transform() is not None:
+            return "cpu"
         import torch
 
         return torch.device(resolve_device(self.requested_device))
@@ -243,26 +284,25 @@ class ClipEncoder:
     # -- images ------------------------------------------------------------------
     def encode_images(self, images: Sequence[Image.Image]) -> Vectors:
         """Encode RGB PIL images (already decoded and oriented)."""
-        import torch
-
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        pixels = torch.stack([self.preprocess(img) for img in images])
-        return self.encode_pixels(pixels)
+        return self.encode_pixels(stack([self.preprocess(img) for img in images]))
 
     def encode_pixels(self, pixels: Any) -> Vectors:
-        """Encode a batch of preprocessed image tensors ``(n, 3, H, W)``."""
-        import torch
-
+        """Encode a batch of preprocessed images ``(n, 3, H, W)``: a tensor or an array."""
         out = []
-        engine = self.engine
+        engine = self._image_engine()
         if engine.towers is not None and engine.choice.image:
             from clipfind.onnx_towers import normalise
 
-            for start in range(0, len(pixels), self.batch_size):
-                batch = pixels[start : start + self.batch_size].float().numpy()
-                out.append(normalise(engine.towers.encode_pixels(batch)))
+            array = pixels if isinstance(pixels, np.ndarray) else pixels.float().numpy()
+            for start in range(0, len(array), self.batch_size):
+                out.append(normalise(engine.towers.encode_pixels(array[start : start + self.batch_size])))
             return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        import torch
+
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(pixels)
         with torch.inference_mode():
             for start in range(0, len(pixels), self.batch_size):
                 batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)
@@ -337,6 +377,26 @@ class ClipEncoder:
                 feats = text_model.encode(tokens.to(self.device))
                 out.append(_normalise(feats))
         return np.concatenate(out)
+
+
+def _cpu_only(device: str) -> bool:
+    """Whether ``device`` is surely the CPU without asking torch: "cpu", or "auto" on a
+    machine with no accelerator device nodes (CUDA, ROCm, WSL's GPU) that is not an
+    Apple-silicon Mac (MPS) nor Windows (where torch is the only way to know)."""
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    import os
+    import platform
+    import sys
+
+    if sys.platform == "darwin":
+        return platform.machine() != "arm64"
+    if sys.platform.startswith("win"):
+        return False
+    nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    return not any(os.path.exists(node) for node in nodes)
 
 
 def _normalise(feats: Any) -> Vectors:

@@ -67,3 +67,13 @@ class Encoder(Protocol):
     def encode_texts(self, texts: Sequence[str]) -> Vectors:
         """Texts → one normalised row each, in the images' space."""
         ...
+
+
+def stack(pixels: Sequence[Any]) -> Any:
+    """Preprocessed images as one batch: a numpy array when they are arrays (the
+    torch-free transform), else a tensor."""
+    if all(isinstance(p, np.ndarray) for p in pixels):
+        return np.stack(pixels)
+    import torch
+
+    return torch.stack([torch.as_tensor(p) for p in pixels])

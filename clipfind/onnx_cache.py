@@ -28,7 +28,7 @@ from typing import Any
 from platformdirs import user_cache_dir
 
 MANIFEST = "manifest.json"
-FORMAT = 1  # bump when the exported graphs or the manifest change meaning
+FORMAT = 2  # bump when the exported graphs or the manifest change meaning (2: transform, -1 = does not run)
 
 
 def default_model_cache() -> Path:

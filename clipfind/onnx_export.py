@@ -23,8 +23,10 @@ import torch
 from filelock import FileLock
 
 from clipfind import onnx_cache
+from clipfind.engine_policy import DOES_NOT_RUN
 from clipfind.onnx_cache import Manifest
 from clipfind.onnx_towers import OnnxTowers, normalise
+from clipfind.pixels import replayable
 from clipfind.text_int8 import PROBE_TEXTS
 
 log = logging.getLogger(__name__)
@@ -146,15 +148,13 @@ def export(loaded: Any, cache: Path) -> tuple[Manifest, bool]:
             return found, False
         started = time.perf_counter()
         doc = _export_towers(loaded, folder)
-        doc.update(
-            spec=loaded.spec.spec,
-            files=files,
-            versions=onnx_cache.versions(),
-            export_s=round(time.perf_counter() - started, 2),
-        )
+        doc.update(spec=loaded.spec.spec, files=files, versions=onnx_cache.versions())
         manifest = Manifest(folder, doc)
         doc["check"] = self_check(loaded, manifest)
         doc["probe_vectors"] = probe_vectors(loaded)
+        doc["probe_image_vectors"] = probe_image_vectors(loaded)
+        doc["transform"] = replayable(loaded.preprocess)
+        doc["export_s"] = round(time.perf_counter() - started, 2)  # graphs, int8 copies, checks
         log.info("exported %s to ONNX in %.1fs (%s)", loaded.spec.spec, doc["export_s"], folder)
         return onnx_cache.write_manifest(folder, doc), True
 
@@ -283,29 +283,20 @@ def probe_vectors(loaded: Any) -> dict[str, list[float]]:
     return {text: normalise(vec)[0].tolist()}
 
 
+def probe_image_vectors(loaded: Any) -> list[list[float]]:
+    """Torch fp32 vectors of the probe pictures, so a torch-free index run checks the
+    image tower against these weights (clipfind.onnx_engine.cold_images)."""
+    with torch.inference_mode():
+        vecs = loaded.model.encode_image(probe_images(loaded.preprocess)).float().numpy()
+    return [[round(float(x), 7) for x in row] for row in normalise(vecs)]
+
+
 # -- the self-check ---------------------------------------------------------------------
 def probe_images(preprocess: Any) -> torch.Tensor:
-    """Six varied pictures (gradients, noise, stripes, flat colour, a disc) through the
-    model's own transform: the fixed image probe of the self-check."""
-    from PIL import Image
+    """The self-check's fixed image probe through the model's own transform."""
+    from clipfind.pixels import probe_pictures
 
-    rng = np.random.default_rng(0)
-    ramp = np.linspace(0, 255, 96, dtype=np.float32)
-    grad = np.stack([np.tile(ramp, (80, 1)), np.tile(ramp[:80, None], (1, 96)), np.full((80, 96), 128.0)], -1)
-    stripes = np.zeros((90, 120, 3), np.float32)
-    stripes[:, ::8] = (250, 40, 30)
-    yy, xx = np.mgrid[:100, :100]
-    disc = np.where(((yy - 50) ** 2 + (xx - 40) ** 2 < 900)[..., None], (30, 200, 60), (240, 240, 230))
-    arrays = [
-        grad,
-        rng.uniform(0, 255, (64, 64, 3)),
-        stripes,
-        np.full((50, 70, 3), (20, 60, 160)),
-        disc,
-        rng.normal(120, 40, (128, 80, 3)).clip(0, 255),
-    ]
-    pictures = [Image.fromarray(a.astype(np.uint8), "RGB") for a in arrays]
-    return torch.stack([preprocess(p) for p in pictures])
+    return torch.stack([preprocess(p) for p in probe_pictures()])
 
 
 def self_check(loaded: Any, manifest: Manifest) -> dict[str, float]:
@@ -330,5 +321,5 @@ def self_check(loaded: Any, manifest: Manifest) -> dict[str, float]:
             out[name] = round(float((normalise(got) * ref).sum(1).min()), 6)
         except Exception as exc:  # a session that does not load or run: never chosen
             log.info("ONNX %s does not run: %s", name, exc)
-            out[name] = -1.0
+            out[name] = DOES_NOT_RUN
     return out

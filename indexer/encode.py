@@ -16,6 +16,7 @@ get one intra-op thread each too: torch's small per-image transforms (``ToTensor
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -23,17 +24,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipfind.encoding import Encoder
+from clipfind.encoding import Encoder, stack
 
 Batch = list[Any]  # list[indexer.prepare.Prepared]
 Done = tuple[Batch, "npt.NDArray[np.float32] | None"]
 
 
 def single_thread_torch() -> None:
-    """Thread initializer: this thread's torch operators run on this thread alone."""
-    import torch
+    """Thread initializer: this thread's torch operators run on this thread alone (when
+    the run uses torch at all: the ONNX engine's runs never import it)."""
+    _set_torch_threads(1)
 
-    torch.set_num_threads(1)
+
+def _set_torch_threads(count: int) -> int:
+    """Set torch's thread count for the calling thread if torch is loaded; the count it
+    had (0: torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    saved = int(torch.get_num_threads())
+    torch.set_num_threads(count)
+    return saved
 
 
 def plan_streams(encoder: Encoder, cores: int | None = None) -> tuple[int, int]:
@@ -62,26 +73,22 @@ class EncodeStage:
         self._saved_threads = 0
 
     def __enter__(self) -> EncodeStage:
-        import torch
-
-        self._saved_threads = torch.get_num_threads()
+        torch = sys.modules.get("torch")
+        self._saved_threads = int(torch.get_num_threads()) if torch is not None else 0
         self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="encode",
                                         initializer=self._init_thread)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import torch
-
         assert self._pool is not None
         self._pool.shutdown(wait=True, cancel_futures=True)
         # Threads started later (a server's request threads) get torch's usual count back.
-        torch.set_num_threads(self._saved_threads)
+        if self._saved_threads:
+            _set_torch_threads(self._saved_threads)
 
     def _init_thread(self) -> None:
         if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+            _set_torch_threads(self.threads)
 
     def submit(self, batch: Batch) -> list[Done]:
         """Queue ``batch``; return the batches finished meanwhile (blocking only while
@@ -108,10 +115,8 @@ class EncodeStage:
             return batch, None
         return batch, np.concatenate([f.result() for f in futures])
 
-    def _encode(self, tensors: list[Any]) -> npt.NDArray[np.float32]:
-        import torch
-
-        return self.encoder.encode_pixels(torch.stack(tensors))
+    def _encode(self, pixels: list[Any]) -> npt.NDArray[np.float32]:
+        return self.encoder.encode_pixels(stack(pixels))
 
 
 def _split(items: list[Any], parts: int) -> list[list[Any]]:

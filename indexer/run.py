@@ -179,10 +179,12 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
         # removals) never loads it, unless another model was asked for.
         with clock.stage("load"):
             collection.bind_model(encoder)
-    preparer = Preparer(
-        catalog, existing, missing_by_hash, encoder.preprocess,
-        encoder.image_size, collection.settings.max_pixels,
-    ) if todo else None
+    preparer = None
+    if todo:
+        with clock.stage("load"):  # the transform: torch's, or its replay checked on the export
+            transform = encoder.preprocess
+        preparer = Preparer(catalog, existing, missing_by_hash, transform,
+                            encoder.image_size, collection.settings.max_pixels)
     batch_size = batch_size or collection.settings.batch_size
     workers = workers or collection.settings.workers or default_workers()
     refused: RemovalRefusedError | None = None
@@ -196,6 +198,7 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
         elif progress:
             progress(0, 0)
         summary.pipeline_seconds = time.perf_counter() - pipeline_started
+        summary.clock.export = float(getattr(encoder, "export_seconds", 0.0) or 0.0)
         if summary.encoded and getattr(encoder, "engine_label", None):  # for `info`
             catalog.set_meta("encoded_by", encoder.engine_label)  # type: ignore[attr-defined]
         claimed = preparer.claimed if preparer is not None else set()

@@ -33,6 +33,7 @@ class StageClock:
         self._decode_cpu: list[float] = []
         self._pipeline_cpu = 0.0
         self._cpu_started: float | None = None
+        self.export = 0.0  # of the load stage: a one-time ONNX export of the model
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -67,10 +68,13 @@ class StageClock:
         wall = {k: round(v, 3) for k, v in self.wall.items()}
         wall["other"] = round(max(0.0, total_seconds - sum(self.wall.values())), 3)
         decode = sum(self._decode_cpu)
-        return {
+        out = {
             "wall": wall,
             "cpu": {"decode": round(decode, 3), "model": round(max(0.0, self._pipeline_cpu - decode), 3)},
         }
+        if self.export:
+            out["once"] = {"onnx_export": round(self.export, 3)}
+        return out
 
 
 def process_age() -> float | None:
@@ -104,11 +108,13 @@ def describe(timings: dict[str, dict[str, float]]) -> str:
     if not wall:
         return ""
     start = wall.get("start")
-    head = (
-        f"start-up {start + wall['load']:.1f}s (process start {start:.1f}s, model load {wall['load']:.1f}s)"
-        if start is not None
-        else f"model load {wall['load']:.1f}s"
-    )
+    load = f"model load {wall['load']:.1f}s"
+    export = timings.get("once", {}).get("onnx_export")
+    if export:
+        load += f" with a one-time ONNX export {export:.1f}s"
+    head = load
+    if start is not None:
+        head = f"start-up {start + wall['load']:.1f}s (process start {start:.1f}s, {load})"
     stages = ", ".join(f"{k} {wall[k]:.1f}s" for k in ("scan", "decode", "model", "write", "other"))
     busy = f"; CPU busy: decoding {cpu['decode']:.1f}s, model {cpu['model']:.1f}s" if cpu else ""
     return f"time: {head}, {stages} (wall, waiting on each){busy}"
