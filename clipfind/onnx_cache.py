@@ -32,6 +32,11 @@ FORMAT = 2  # bump when the exported graphs or the manifest change meaning (2: t
 
 
 def default_model_cache() -> Path:
+    """``CLIPFIND_MODEL_CACHE`` when set (also for an encoder built without settings),
+    else the user cache's ``clipfind/models``."""
+    named = os.environ.get("CLIPFIND_MODEL_CACHE")
+    if named:
+        return Path(named).expanduser()
     return Path(user_cache_dir("clipfind", appauthor=False)) / "models"
 
 
