@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from clipfind.errors import QueryError
-from clipfind.store.catalog import Catalog
+
+if TYPE_CHECKING:
+    from clipfind.store.catalog import Catalog
 
 
 @dataclass(frozen=True)

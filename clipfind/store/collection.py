@@ -9,18 +9,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from clipfind.config import DEFAULT_MODEL, Settings
 from clipfind.encoding import Encoder
 from clipfind.errors import CollectionError, ModelMismatchError, StorageError
-from clipfind.store import meta
-from clipfind.store.catalog import Catalog
 from clipfind.store.faults import existing_ancestor
 from clipfind.store.guards import check_catalog_file, check_fresh_catalog, save_or_warn
-from clipfind.store.locks import Claim, writer_lock
+from clipfind.store.quick import open_catalog
 from clipfind.store.vectors import VectorIndex, choose_kind
+
+if TYPE_CHECKING:  # a one-shot query opens no SQLAlchemy catalog (clipfind.store.quick)
+    from clipfind.store.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +85,12 @@ class Collection:
                 "writable, or choose another --data-dir (CLIPFIND_DATA_DIR)."
             ) from exc
         check_catalog_file(settings.database_url, settings.index_path)
-        self.catalog = Catalog(settings.database_url, in_data_dir=settings.db_url is None)
+        self.catalog: Catalog = open_catalog(settings.database_url, in_data_dir=settings.db_url is None)
         self._index: VectorIndex | None = None
         self._index_lock = threading.Lock()
         self._live: IndexUpdater | None = None  # a run of writes in this process
         try:
-            check_fresh_catalog(self.catalog.engine.url.render_as_string(hide_password=True),
-                                self.catalog.generation, settings.index_path)
+            check_fresh_catalog(self.catalog.shown_url, self.catalog.generation, settings.index_path)
         except StorageError:
             self.catalog.close()
             raise
@@ -100,11 +101,13 @@ class Collection:
         would mix their items, so the second one is refused with a way out."""
         owner = self.catalog.get_meta("collection")
         if owner is None:  # another process may claim a fresh database at the same moment
+            from clipfind.store import meta
+
             with self.catalog.session() as session:
                 meta.ensure(session, "collection", self.settings.collection)
             owner = self.catalog.get_meta("collection")
         if owner != self.settings.collection:
-            url = self.catalog.engine.url.render_as_string(hide_password=True)
+            url = self.catalog.shown_url
             self.catalog.close()
             raise CollectionError(
                 f"The database {url} holds collection '{owner}', not "
@@ -165,6 +168,8 @@ class Collection:
         :class:`CollectionBusyError` when another writer's claim overlaps. On PostgreSQL,
         runs on disjoint folders proceed together; on SQLite, which takes one writer at a
         time for the whole file, every item run claims every item."""
+        from clipfind.store.locks import Claim, writer_lock
+
         if roots is None or self.catalog.engine.dialect.name != "postgresql":
             claim = Claim(what, all_items=True)
         else:
@@ -175,6 +180,8 @@ class Collection:
     @contextmanager
     def writing_texts(self) -> Iterator[None]:
         """Claim the texts (``index-texts``): one text writer at a time; item writers go on."""
+        from clipfind.store.locks import Claim, writer_lock
+
         claim = Claim("text index run", texts=True)
         with writer_lock(self.settings.collection_dir, self.catalog.engine, self.settings.collection, claim):
             yield

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
-
-from sqlalchemy import Engine, event
-from sqlalchemy.engine import ExceptionContext
+from typing import TYPE_CHECKING
 
 from clipfind.errors import StorageError
+
+if TYPE_CHECKING:  # imported by clipfind.store.quick, which runs without SQLAlchemy
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import ExceptionContext
 
 # SQLite's messages (sqlite3 raises them all as DatabaseError/OperationalError).
 _DAMAGED = ("malformed", "file is not a database", "not a database", "corrupt")
@@ -89,6 +91,7 @@ def _sqlite_error(exc: BaseException, low: str, reason: str, path: Path) -> Stor
 
 def install(engine: Engine, url: str, shown_url: str) -> None:
     """Turn the storage faults of ``engine`` into :class:`StorageError`."""
+    from sqlalchemy import event
 
     @event.listens_for(engine, "handle_error")
     def _convert(context: ExceptionContext) -> None:

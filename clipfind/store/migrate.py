@@ -9,13 +9,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
-
 from clipfind.errors import CollectionError, SchemaVersionError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SQLAlchemy is imported where it runs: clipfind.store.quick reads
+    # SCHEMA_REVISION without it
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection, Engine
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def head_revision() -> str:
 
 
 def _revision(conn: Connection) -> str | None:
+    from sqlalchemy import inspect, text
+
     if not inspect(conn).has_table("alembic_version"):
         return None
     rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -68,6 +70,8 @@ def _lock(conn: Connection) -> None:
     processes opening one new catalog, one upgrades and the others wait, then find it
     done (SQLite: the write lock, waited for up to its busy timeout; PostgreSQL: an
     advisory lock)."""
+    from sqlalchemy import text
+
     dialect = conn.dialect.name
     if dialect == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -21,16 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from clipfind.store.status import ItemStatus
+from clipfind.store.status import LABEL_WIDTH, SET_NAME_WIDTH, ItemStatus
 
 # Older names of the two statuses, kept for callers inside the store.
 STATUS_OK = ItemStatus.OK
 STATUS_SKIPPED = ItemStatus.SKIPPED
-
-# Column widths that the edge checks too (search/zeroshot/names.py): PostgreSQL refuses a
-# longer text where SQLite would store it, so both backends must see the same limits.
-LABEL_WIDTH = 200
-SET_NAME_WIDTH = 100
 
 
 class Base(DeclarativeBase):

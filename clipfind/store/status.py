@@ -1,5 +1,6 @@
-"""Small shared facts of the store: an item's status and how long an ``IN (...)`` list
-may grow."""
+"""Small shared facts of the store: an item's status, how long an ``IN (...)`` list may
+grow and how wide a label may be. Free of SQLAlchemy, so checks above the store (and a
+one-shot query) read them without importing it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ T = TypeVar("T")
 # SQLite before 3.32 allows 999 bound parameters per statement; 900 leaves room for the
 # statement's other parameters, and PostgreSQL plans such lists as fast as longer ones.
 IN_CHUNK = 900
+
+# Column widths that the edge checks too (search/zeroshot/names.py): PostgreSQL refuses a
+# longer text where SQLite would store it, so both backends must see the same limits.
+LABEL_WIDTH = 200
+SET_NAME_WIDTH = 100
 
 
 class ItemStatus(StrEnum):

@@ -9,7 +9,7 @@ the library, HTTP), so both backends answer alike and nothing is scored first.
 from __future__ import annotations
 
 from clipfind.errors import QueryError
-from clipfind.store.labels import LABEL_WIDTH, SET_NAME_WIDTH
+from clipfind.store.status import LABEL_WIDTH, SET_NAME_WIDTH
 
 MAX_LABEL = LABEL_WIDTH
 MAX_SET_NAME = SET_NAME_WIDTH
