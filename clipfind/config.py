@@ -1,16 +1,22 @@
 """Settings: one object, filled from arguments, then ``CLIPFIND_*`` environment variables,
 then defaults. Every shell builds one and passes it down; nothing below reads the
-environment itself."""
+environment itself.
+
+The environment is read as pydantic-settings' ``BaseSettings`` reads it (prefix
+``CLIPFIND_``, any case; list fields as JSON), by the few lines of :func:`environment`:
+importing pydantic-settings would cost a cold query a tenth of a second.
+``tests/test_config_env.py`` checks both give the same settings."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_origin
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clipfind.onnx_cache import default_model_cache
 
@@ -44,11 +50,45 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("clipfind", appauthor=False))
 
 
-class Settings(BaseSettings):
+ENV_PREFIX = "CLIPFIND_"
+
+
+class SettingsEnvError(ValueError):
+    """A ``CLIPFIND_*`` variable that cannot be read (a list field's value is not JSON)."""
+
+
+def environment(fields: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The values ``CLIPFIND_<FIELD>`` variables give ``fields`` (pydantic field infos by
+    name): names in any case (of two that differ only in case, the later one wins), list
+    fields decoded from JSON, every other value the string as it is."""
+    lowered = {k.lower(): v for k, v in (os.environ if env is None else env).items()}
+    found: dict[str, Any] = {}
+    for name, info in fields.items():
+        value = lowered.get((ENV_PREFIX + name).lower())
+        if value is None:
+            continue
+        if get_origin(info.annotation) is list:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise SettingsEnvError(
+                    f"{ENV_PREFIX}{name.upper()} must be a JSON list, e.g. '[\"a\", \"b\"]'"
+                ) from None
+        found[name] = value
+    return found
+
+
+class Settings(BaseModel):
     """Everything a run of clipfind can be told. ``model=None`` means: the model the
     collection was indexed with, else :data:`DEFAULT_MODEL`."""
 
-    model_config = SettingsConfigDict(env_prefix="CLIPFIND_", extra="ignore")
+    # as pydantic-settings' BaseSettings configures itself, unknown arguments ignored
+    model_config = ConfigDict(extra="ignore", arbitrary_types_allowed=True, validate_default=True,
+                              protected_namespaces=("model_validate", "model_dump"))
+
+    def __init__(self, **values: Any) -> None:
+        """Arguments first, then ``CLIPFIND_*`` environment variables, then defaults."""
+        super().__init__(**{**environment(type(self).model_fields), **values})
 
     model: str | None = None
     data_dir: Path = Field(default_factory=default_data_dir)

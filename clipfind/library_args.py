@@ -41,11 +41,15 @@ def settings_of(base: Settings | None, given: dict[str, Any]) -> Settings:
     ``QueryError`` naming the option, not pydantic's ValidationError."""
     from pydantic import ValidationError
 
+    from clipfind.config import SettingsEnvError
+
     given = {k: v for k, v in given.items() if v is not None}
     try:
         if base is None:
             return Settings(**given)
         return Settings(**{**base.model_dump(), **given}) if given else base
+    except SettingsEnvError as exc:
+        raise QueryError(str(exc)) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
