@@ -11,10 +11,10 @@ open_clip's tokenizer on many strings.
 
 from __future__ import annotations
 
-import gzip
 import html
 import importlib.util
 import itertools
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 VOCAB_SIZE = 49408  # 256 bytes x 2 + 48894 merges + start/end of text
+MERGES = VOCAB_SIZE - 512 - 2  # the merges open_clip uses: the file's first lines after its header
 _PATTERN = (
     r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|"""
     r"""[^\s\p{L}\p{N}]+"""
@@ -51,6 +52,23 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs), strict=True))
 
 
+def merge_lines(path: Path) -> list[str]:
+    """The first :data:`MERGES` merge lines ("first second") of the gzipped vocabulary:
+    only the part of the file that holds them is inflated (a fifth of it)."""
+    data = path.read_bytes()
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip
+    text = inflate.decompress(data, 1 << 19)
+    while text.count(b"\n") <= MERGES and (inflate.unconsumed_tail or not inflate.eof):
+        more = inflate.decompress(inflate.unconsumed_tail, 1 << 19)
+        if not more:
+            break
+        text += more
+    lines = text.decode("utf-8").split("\n", MERGES + 1)[1 : MERGES + 1]
+    if len(lines) != MERGES:
+        raise ValueError(f"{path} holds {len(lines)} BPE merges, not {MERGES}")
+    return lines
+
+
 class ClipBPE:
     """``tokenizer(texts)`` → ``(n, context_length)`` int64 ids, zero-padded, cut to the
     context with the last id set to end-of-text (as open_clip does)."""
@@ -61,19 +79,18 @@ class ClipBPE:
         path = path or vocab_path()
         if path is None:
             raise FileNotFoundError(f"open_clip's {VOCAB_FILE} was not found")
-        with gzip.open(path) as f:
-            merges = f.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
-        pairs = [tuple(m.split()) for m in merges]
+        merges = merge_lines(path)
         chars = list(_bytes_to_unicode().values())
         vocab = [
             *chars,
             *(c + "</w>" for c in chars),
-            *("".join(p) for p in pairs),
+            *(m.replace(" ", "") for m in merges),  # "a b": one space between two tokens
             "<start_of_text>",
             "<end_of_text>",
         ]
-        self.encoder = {tok: i for i, tok in enumerate(vocab)}
-        self.ranks = {p: i for i, p in enumerate(pairs)}
+        # zip and range build the tables in C: a third of the time of comprehensions
+        self.encoder = dict(zip(vocab, range(len(vocab)), strict=True))
+        self.ranks = dict(zip(merges, range(len(merges)), strict=True))  # keyed "first second"
         self.cache: dict[str, list[int]] = {}
         self.sot, self.eot = self.encoder["<start_of_text>"], self.encoder["<end_of_text>"]
         self.context_length = context_length
@@ -86,11 +103,11 @@ class ClipBPE:
             return hit
         word = (*token[:-1], token[-1] + "</w>")
         while len(word) > 1:
-            pairs = set(itertools.pairwise(word))
+            pairs = {f"{a} {b}" for a, b in itertools.pairwise(word)}
             best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if best not in self.ranks:
                 break
-            first, second = best
+            first, second = best.split(" ")
             merged: list[str] = []
             i = 0
             while i < len(word):

@@ -35,15 +35,30 @@ COMMAND_MODULES = [
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what happens."),
 ) -> None:
-    from rich.logging import RichHandler
-
     _STATE["verbose"] = verbose
-    handler = RichHandler(console=_stderr_console(), show_path=False)
+    handler = _RichOnFirstRecord()
     handler.addFilter(_OwnOrSevere(logging.INFO if verbose else logging.WARNING))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
                         handlers=[handler])
     for noisy in ("huggingface_hub", "urllib3", "httpx", "timm"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+class _RichOnFirstRecord(logging.Handler):
+    """rich's log handler, built when the first record passes the filters: most runs log
+    nothing, and importing rich is a tenth of a cold query's start-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rich: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._rich is None:
+            from rich.logging import RichHandler
+
+            self._rich = RichHandler(console=_stderr_console(), show_path=False)
+            self._rich.setFormatter(self.formatter)
+        self._rich.emit(record)
 
 
 class _OwnOrSevere(logging.Filter):
