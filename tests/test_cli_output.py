@@ -83,3 +83,20 @@ def test_scores_never_print_minus_zero(monkeypatch, capsys, tmp_path):
     assert main(["search", "anything", "--data-dir", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["0.500", "0.000", "-0.250"]
+
+
+def test_a_long_path_prints_whole_on_its_line_and_as_it_is(monkeypatch, capsys, tmp_path):
+    """Piped output is for grep and copy-paste: no wrapping at 80 columns (rich wrapped
+    there) and no emoji codes turned into emoji."""
+    from clipfind.api.cli import main
+    from clipfind.library import Clipfind
+    from clipfind.search.engine import Hit, SearchPage
+
+    path = "/photos/" + "a folder with a long name/" * 6 + "my :dog: [b]x[/b].jpg"
+    hits = [Hit(7, path, 0.25)]
+    monkeypatch.setattr(Clipfind, "search", lambda self, *a, **kw: SearchPage(hits, 0, 20))
+    assert main(["search", "anything", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"   1   0.250  #7      {path}\n"
+    monkeypatch.setattr(Clipfind, "search", lambda self, *a, **kw: SearchPage([], 0, 20))
+    assert main(["search", "anything", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == "no results\n"

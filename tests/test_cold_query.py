@@ -43,12 +43,12 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def _run(env: dict[str, str], *argv: str) -> tuple[object, set[str]]:
-    """``clipfind ARGV --json`` in a fresh interpreter: the parsed output and the
-    top-level names of every module it imported."""
+def _run(env: dict[str, str], *argv: str, as_json: bool = True) -> tuple[object, set[str]]:
+    """``clipfind ARGV --json`` in a fresh interpreter: the parsed output (the lines
+    without ``as_json``) and the top-level names of every module it imported."""
     full = {**os.environ, **env, "CLIPFIND_ENGINE": "auto"}
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "clipfind", *argv, "--json"],
+        [sys.executable, "-X", "importtime", "-m", "clipfind", *argv, *(["--json"] * as_json)],
         capture_output=True,
         text=True,
         env=full,
@@ -61,7 +61,7 @@ def _run(env: dict[str, str], *argv: str) -> tuple[object, set[str]]:
         if line.startswith("import time:")
     }
     assert "json" in imported  # importtime output was read
-    return json.loads(proc.stdout), imported
+    return (json.loads(proc.stdout) if as_json else proc.stdout.splitlines()), imported
 
 
 def _torch_answer(env: dict[str, str], method: str, *args: object, **kwargs: object) -> object:
@@ -83,6 +83,13 @@ def test_search_imports_no_torch_and_ranks_as_torch_does(indexed: dict[str, str]
 def test_default_int8_query_imports_no_torch_either(indexed: dict[str, str]) -> None:
     doc, imported = _run(indexed, "search", "a photo of a dog", "-k", "3")
     assert not imported & NOT_FOR_A_QUERY and len(doc["results"]) == 3  # type: ignore[index]
+
+
+def test_a_query_printed_for_a_person_imports_no_rich_either(indexed: dict[str, str]) -> None:
+    lines, imported = _run(indexed, "search", "a red square", "-k", "2", as_json=False)
+    assert not imported & NOT_FOR_A_QUERY
+    assert [line.split()[0] for line in lines] == ["1", "2"]  # type: ignore[union-attr]
+    assert all(line.endswith(".png") for line in lines)  # type: ignore[union-attr]
 
 
 def test_classify_a_stored_item_imports_no_torch(indexed: dict[str, str]) -> None:

@@ -142,12 +142,13 @@ def search(
     if json:
         emit_json(page.as_dict())
         return
-    out = console()
+    # Plain lines, not rich: a path stays whole on its line (for grep and copy-paste) and
+    # as it is (rich would turn ":dog:" in a name into an emoji), and a one-shot query
+    # does not import rich
     if not page.hits:
-        out.print("no results")
+        print("no results")
     for rank, hit in enumerate(page.hits, start=offset + 1):
-        out.print(f"{rank:>4}  {score_text(hit.score):>6}  #{hit.id:<6} {hit.path}",
-                  markup=False, highlight=False)
+        print(f"{rank:>4}  {score_text(hit.score):>6}  #{hit.id:<6} {hit.path}")
 
 
 def info(
