@@ -148,6 +148,15 @@ class ClipEncoder:
             return self._cold
         return self.engine
 
+    @property
+    def torch_free_images(self) -> bool:
+        """Whether images are encoded without torch here (a ready, checked export)."""
+        return self._cold_transform() is not None
+
+    def ready_images(self) -> None:
+        """Load or find now what encoding images needs (a worker before its first batch)."""
+        self._image_engine()
+
     def _cold_transform(self) -> Any:
         """The torch-free eval transform when images go through the torch-free engine
         (decided once, before the model is loaded, and kept)."""

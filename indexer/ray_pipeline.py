@@ -124,7 +124,8 @@ class RayPipeline:
                 warm = self.ray.remote(warm_up).options(
                     num_cpus=self.pool.read_cpus, scheduling_strategy="SPREAD"
                 )
-                self._warming = [warm.remote() for _ in range(self.pool.read_window)]
+                light = encoder.torch_free_images
+                self._warming = [warm.remote(light) for _ in range(self.pool.read_window)]
         except BaseException:
             self.close()
             raise

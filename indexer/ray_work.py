@@ -67,33 +67,35 @@ def read_chunk(
     return rows, stacked
 
 
-def warm_up() -> None:
-    """Import what :func:`read_chunk` needs (torch, the model's transforms) in a worker
-    before the first chunk arrives."""
-    import open_clip.transform  # noqa: F401
+def warm_up(torch_free: bool) -> None:
+    """Import what :func:`read_chunk` needs in a worker before the first chunk arrives:
+    the model's torch transforms, or their replay (``torch_free``: clipfind.pixels)."""
+    if torch_free:
+        import clipfind.pixels  # noqa: F401
+    else:
+        import open_clip.transform  # noqa: F401
 
 
 class EncodeWorker:
     """One copy of the model on a Ray worker, loaded as a local run loads it
     (:meth:`ClipEncoder.from_settings`, the fast loader): fp16 on a GPU, fp32 on a CPU
-    with ``threads`` torch threads. Vectors come back as float32, like the local path's."""
+    with ``threads`` torch threads, or the node's ready ONNX export without torch, as a
+    local run on a CPU. Vectors come back as float32, like the local path's."""
 
     def __init__(self, settings: Any, spec: str, threads: int) -> None:
-        import torch
-
         from clipfind.encoder import ClipEncoder
 
-        if threads:
-            torch.set_num_threads(threads)
         self.encoder = ClipEncoder.from_settings(settings, spec)
-        self.encoder.loaded  # noqa: B018  (load now, not in the first batch)
+        if threads and not self.encoder.torch_free_images:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.encoder.ready_images()  # now, not in the first batch
 
     def pid(self) -> int:
         return os.getpid()
 
     def encode(self, pixels: npt.NDArray[np.float32], rows: list[int]) -> npt.NDArray[np.float32]:
         """Encode rows ``rows`` of a chunk's pixel array (fetched from the object store)."""
-        import torch
-
-        batch = torch.from_numpy(np.ascontiguousarray(pixels[rows]))
+        batch = np.ascontiguousarray(pixels[rows])
         return np.asarray(self.encoder.encode_pixels(batch), dtype=np.float32)
