@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from clipfind.devices import cpu_only, fp32, normalise_features, resolve_device
+from clipfind.encoder_texts import TextSide
 from clipfind.encoding import stack
 from clipfind.modelspec import LoadedModel, load_model
 from clipfind.onnx_cache import default_model_cache
@@ -25,21 +27,7 @@ if TYPE_CHECKING:
 Vectors = npt.NDArray[np.float32]
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-class ClipEncoder:
+class ClipEncoder(TextSide):
     """Encodes images and texts with one open_clip model.
 
     fp16 weights on CUDA, fp32 elsewhere; ``torch.inference_mode`` always. Text vectors
@@ -115,7 +103,7 @@ class ClipEncoder:
 
                     device = str(self.device).split(":")[0]
                     engine = self.requested_engine
-                    if device == "cpu" and self.dtype != _fp32():
+                    if device == "cpu" and self.dtype != fp32():
                         engine = "torch"
                     self._engine = prepare(loaded, device, self.model_cache, engine,
                                            self.requested_text_precision)
@@ -160,7 +148,7 @@ class ClipEncoder:
     def _cold_transform(self) -> Any:
         """The torch-free eval transform when images go through the torch-free engine
         (decided once, before the model is loaded, and kept)."""
-        if not self._cold_images_looked and self._loaded is None and _cpu_only(self.requested_device):
+        if not self._cold_images_looked and self._loaded is None and cpu_only(self.requested_device):
             cold = self._lookup_cold()
             with self._lock:
                 if not self._cold_images_looked:
@@ -173,18 +161,6 @@ class ClipEncoder:
                         self._array_transform = ArrayTransform(cold.towers.manifest.doc["transform"])
                     self._cold_images_looked = True
         return self._array_transform
-
-    def _tokens(self, engine: Engine, texts: list[str]) -> Any:
-        """Token ids as int64 numpy: the plain-Python BPE when the export was checked
-        with it (no open_clip import), else the model's own tokenizer."""
-        context = engine.towers.manifest.tokenizer_context if engine.towers else None
-        if context is None:
-            return np.asarray(self.loaded.tokenizer(texts), dtype=np.int64)
-        if self._bpe is None:
-            from clipfind.bpe import ClipBPE
-
-            self._bpe = ClipBPE(context)
-        return self._bpe(texts)
 
     @property
     def export_seconds(self) -> float:
@@ -201,30 +177,6 @@ class ClipEncoder:
 
     def _image_precision(self) -> str:
         return "fp16" if str(self.device).startswith("cuda") else "fp32"
-
-    @property
-    def text_model(self) -> Any:
-        """The :class:`clipfind.text_int8.TextModel` texts are encoded with (built once,
-        under the lock: the API encodes from several threads)."""
-        if self._text_model is None:
-            loaded = self.loaded
-            with self._lock:
-                if self._text_model is None:
-                    from clipfind.text_int8 import choose_text_model
-
-                    device = str(self.device)
-                    self._text_model = choose_text_model(
-                        loaded.model, loaded.tokenizer, self.requested_text_precision,
-                        device.split(":")[0], "fp16" if device.startswith("cuda") else "fp32")
-        return self._text_model
-
-    @property
-    def text_precision(self) -> str:
-        """What texts are encoded at: "int8", "fp32" or "fp16"."""
-        engine = self._text_engine()
-        if engine.towers is not None and engine.choice.text:
-            return engine.choice.text
-        return str(self.text_model.precision)
 
     def _fact(self, key: str) -> Any:
         """A model fact from a ready export, while the torch model is not loaded."""
@@ -316,105 +268,5 @@ class ClipEncoder:
             for start in range(0, len(pixels), self.batch_size):
                 batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)
                 feats = self.model.encode_image(batch)
-                out.append(_normalise(feats))
+                out.append(normalise_features(feats))
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
-
-    # -- texts -------------------------------------------------------------------
-    def encode_texts(self, texts: Sequence[str]) -> Vectors:
-        """Encode texts; repeated texts come from an LRU cache (safe across threads: the
-        API serves queries from several at once)."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, 0), np.float32)
-        wanted = list(dict.fromkeys(texts))
-        with self._cache_lock:
-            found = {t: self._text_cache[t] for t in wanted if t in self._text_cache}
-            for t in found:
-                self._text_cache.move_to_end(t)
-        missing = [t for t in wanted if t not in found]
-        if missing:
-            fresh = self._encode_texts_uncached(missing)
-            found.update(zip(missing, fresh, strict=True))
-            with self._cache_lock:
-                for text, vec in zip(missing, fresh, strict=True):
-                    self._text_cache[text] = vec
-                    self._text_cache.move_to_end(text)
-                while len(self._text_cache) > self._text_cache_size:
-                    self._text_cache.popitem(last=False)
-        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
-
-    def probe_texts(self, texts: Sequence[str]) -> Vectors:
-        """Texts through the model as loaded (fp32 on a CPU), never through the int8
-        copy of the text tower: what a collection recognises its model by
-        (:meth:`clipfind.store.collection.Collection.bind_model`). An image-only command
-        checks its model this way without building and checking an int8 tower. With an
-        ONNX text tower: the torch fp32 vectors its export recorded for the probe texts
-        (a one-shot query then opens one session, not two), else its fp32 export."""
-        engine = self._text_engine()
-        towers = engine.towers
-        if towers is not None and engine.choice.text and "text" in towers.manifest.doc["towers"]:
-            from clipfind.onnx_towers import normalise
-
-            known = towers.manifest.doc.get("probe_vectors") or {}
-            if all(t in known for t in texts):
-                return np.asarray([known[t] for t in texts], np.float32)
-            return normalise(towers.encode_tokens(self._tokens(engine, list(texts)), "fp32"))
-        import torch
-
-        from clipfind.text_tower import encode_tokens
-
-        with torch.inference_mode():
-            tokens = self.loaded.tokenizer(list(texts)).to(self.device)
-            return _normalise(encode_tokens(self.model, tokens))
-
-    def _encode_texts_uncached(self, texts: Sequence[str]) -> Vectors:
-        engine = self._text_engine()
-        if engine.towers is not None and engine.choice.text:
-            from clipfind.onnx_towers import normalise
-
-            return np.concatenate([
-                normalise(engine.towers.encode_tokens(
-                    self._tokens(engine, list(texts[start : start + self.batch_size]))))
-                for start in range(0, len(texts), self.batch_size)])
-        import torch
-
-        text_model = self.text_model
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                tokens = self.loaded.tokenizer(list(texts[start : start + self.batch_size]))
-                feats = text_model.encode(tokens.to(self.device))
-                out.append(_normalise(feats))
-        return np.concatenate(out)
-
-
-def _cpu_only(device: str) -> bool:
-    """Whether ``device`` is surely the CPU without asking torch: "cpu", or "auto" on a
-    machine with no accelerator device nodes (CUDA, ROCm, WSL's GPU) that is not an
-    Apple-silicon Mac (MPS) nor Windows (where torch is the only way to know)."""
-    if device == "cpu":
-        return True
-    if device != "auto":
-        return False
-    import os
-    import platform
-    import sys
-
-    if sys.platform == "darwin":
-        return platform.machine() != "arm64"
-    if sys.platform.startswith("win"):
-        return False
-    nodes = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-    return not any(os.path.exists(node) for node in nodes)
-
-
-def _normalise(feats: Any) -> Vectors:
-    import torch.nn.functional as F
-
-    return F.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
-
-
-def _fp32() -> Any:
-    import torch
-
-    return torch.float32
