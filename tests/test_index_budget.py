@@ -139,3 +139,35 @@ def test_a_process_searching_it_stays_within_the_budget(built):
     # does not grow with the collection: faiss's and numpy's first-search buffers and
     # allocator arenas, 8-9 MB measured here; the allowance leaves room for other libcs.
     assert out["grown"] <= BUDGET + 24 * 2**20, out
+
+
+def test_many_lists_train_on_a_sample_and_find_the_exact_neighbours(tmp_path, monkeypatch):
+    """The many-list path of a 10M build (an HNSW coarse quantiser over centroids from
+    two-level k-means, 4 dimensions a code byte, chunks added in worker processes) at a
+    small scale: recall against exact search, and the build's own exact pass agrees
+    with a brute-force one. PQ_TRAIN is lowered to keep the codebooks' training short."""
+    from clipfind.store import ondisk
+    from clipfind.store.refine import Refiner
+    from clipfind.store.vector_tuning import search_params
+
+    monkeypatch.setattr(ondisk, "PQ_TRAIN", 4096)  # (read in this process only)
+    n, nlist = 40_000, ondisk.HNSW_FROM
+    x = clustered(n, seed=3)
+    ids = np.arange(n, dtype=np.int64) * 2 + 1
+    np.save(tmp_path / "vectors.npy", x)
+    np.save(tmp_path / "ids.npy", ids)
+    source = ondisk.NpySource(str(tmp_path / "vectors.npy"), str(tmp_path / "ids.npy"), DIM, size=10_000)
+    queries = clustered(50, seed=11)
+    # 16 bytes: 4 dimensions a byte, as 128-byte codes of 512-d vectors
+    built = ondisk.build_ondisk(source, nlist, 16, tmp_path / "index", workers=2, extra=queries)
+    ivf = ondisk.faiss.extract_index_ivf(built.index)
+    assert built.count == n and ivf.nlist == nlist and ivf.ntotal == n
+    assert isinstance(ondisk.faiss.downcast_index(ivf.quantizer), ondisk.faiss.IndexHNSW)
+    truth = ids[np.argsort(-(queries @ x.T), axis=1)[:, :10]]
+    agree = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(built.extra_truth, truth, strict=True)])
+    assert agree >= 0.99  # (float ties at rank 10 may swap)
+    found = Refiner.open(*built.refine_files).search(
+        built.index, queries, 10, search_params(built.index, built.nprobe)
+    )[1]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    assert recall >= RECALL_BOUND, recall

@@ -112,7 +112,9 @@ def train_index(
     Many lists are trained by two-level k-means (faiss's ``bench_all_ivf`` way): a
     sqrt(nlist)-way k-means, then each part split on its own, which costs a small
     fraction of one nlist-way k-means over the same points."""
+    clock = _Clock()
     ids, sample = source.sample(max(nlist * TRAIN_PER_LIST, PQ_TRAIN))
+    clock.lap("sample")
     index = faiss.index_factory(
         source.dim, factory_key(source.dim, nlist, pq_bytes, opq), faiss.METRIC_INNER_PRODUCT
     )
@@ -123,11 +125,13 @@ def train_index(
             transform = index.chain.at(i)
             transform.train(xt[:PQ_TRAIN])
             xt = transform.apply(xt)
+        clock.lap("rotation")
     if nlist >= HNSW_FROM:
         centroids, _ = two_level_clustering(
             xt, int(np.sqrt(nlist)), nlist, clustering_niter=10, spherical=True, seed=1
         )
         ivf.quantizer.add(np.ascontiguousarray(centroids, np.float32))
+        clock.lap("lists")
     else:
         ivf.cp.spherical = True  # centroids on the sphere, like the vectors
         ivf.cp.niter = 10
@@ -137,6 +141,8 @@ def train_index(
     ivf.do_polysemous_training = False  # (its Hamming pre-filter is not used; it costs minutes)
     ivf.train(xt)  # the lists (unless set above), then the product codebooks
     index.is_trained = True
+    clock.lap("codebooks" if nlist >= HNSW_FROM else "lists and codebooks")
+    log.info("on-disk index trained: %s", clock)
     return index, ids, sample
 
 
