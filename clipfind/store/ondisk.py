@@ -14,11 +14,8 @@ picklable fields: the catalog (each worker opens it), an ``.npy`` file, or a gen
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import multiprocessing.pool
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,6 +28,7 @@ import numpy.typing as npt
 from faiss.contrib.clustering import two_level_clustering
 from faiss.contrib.ondisk import merge_ondisk
 
+from clipfind.store.build_workers import Clock, worker_pool
 from clipfind.store.refine import Refiner, new_quantizer
 from clipfind.store.vector_tuning import K, tune_nprobe_with, tuning_queries
 
@@ -112,7 +110,7 @@ def train_index(
     Many lists are trained by two-level k-means (faiss's ``bench_all_ivf`` way): a
     sqrt(nlist)-way k-means, then each part split on its own, which costs a small
     fraction of one nlist-way k-means over the same points."""
-    clock = _Clock()
+    clock = Clock()
     ids, sample = source.sample(max(nlist * TRAIN_PER_LIST, PQ_TRAIN))
     clock.lap("sample")
     index = faiss.index_factory(
@@ -156,7 +154,7 @@ def _add_chunk(task: Task) -> tuple[int, Vecs, Ids, dict[str, float]]:
     step took."""
     source, trained, i, shard, queries, (sq_path, ids_path, codes_path) = task
     faiss.omp_set_num_threads(1)  # one process a core
-    clock = _Clock()
+    clock = Clock()
     ids, vecs = source.chunk(i)
     vecs = np.ascontiguousarray(vecs, np.float32)
     clock.lap("read")
@@ -191,47 +189,6 @@ def _add_chunk(task: Task) -> tuple[int, Vecs, Ids, dict[str, float]]:
         empty = np.full((len(queries), 0), -np.inf, np.float32), np.zeros((len(queries), 0), np.int64)
         return 0, *empty, clock.laps
     return len(ids), scores, ids[found], clock.laps
-
-
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _pool(workers: int) -> multiprocessing.pool.Pool:
-    """``workers`` processes with one BLAS and OpenMP thread each (the variables are set
-    only while they start). The pool runs one process a core; a BLAS library's own
-    threads in each (numpy's OpenBLAS starts one a core at import) would spin on the
-    cores the other workers compute on."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARS}
-    os.environ.update(dict.fromkeys(THREAD_VARS, "1"))
-    try:
-        # spawn, not fork: a forked child of a process that ran OpenMP can hang in it
-        return multiprocessing.get_context("spawn").Pool(workers)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-class _Clock:
-    """Seconds spent in each named step (summed over the chunks, for the build's log)."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
-        self._last = now
-
-    def add(self, laps: dict[str, float]) -> None:
-        for name, seconds in laps.items():
-            self.laps[name] = self.laps.get(name, 0.0) + seconds
-
-    def __str__(self) -> str:
-        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.laps.items())
 
 
 def _tasks(
@@ -272,7 +229,7 @@ def build_ondisk(
     trained_path = folder / f"{tag}.trained.faiss"
     data_file = folder / f"{tag}.ivfdata"
     workers = max(1, min(workers or os.cpu_count() or 1, source.chunks()))
-    clock, work = _Clock(), _Clock()
+    clock, work = Clock(), Clock()
     index, sample_ids, sample = train_index(source, nlist, pq_bytes, opq)
     clock.lap("train")
     queries, own = tuning_queries(sample_ids, sample)
@@ -304,7 +261,7 @@ def build_ondisk(
                 (str(refine_files[0]), str(refine_files[1]), str(refine_files[2])),
             )
         )
-        with _pool(workers) as pool:
+        with worker_pool(workers) as pool:
             for task, (n, scores, ids, laps) in zip(tasks, pool.imap(_add_chunk, tasks), strict=True):
                 shards.append(task[3])
                 count += n
