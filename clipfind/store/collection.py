@@ -141,6 +141,20 @@ class Collection:
         encode = getattr(encoder, "probe_texts", None) or encoder.encode_texts  # type: ignore[attr-defined]
         probe = encode([PROBE_TEXT])[0]
         stored = self.catalog.get_meta("model_probe")
+        mine = probe.astype(np.float32).tobytes().hex()
+        if stored is None and not reembed:
+            # A fresh collection: two runs of two models may get here at once. The probe
+            # row is claimed by an insert that only the first transaction makes (the other
+            # waits for it to commit and then reads the winner's), so exactly one binds.
+            from clipfind.store import meta
+
+            with self.catalog.session() as session:
+                stored = meta.claim(session, "model_probe", mine)
+                if stored == mine:
+                    meta.upsert(session, "model_spec", encoder.spec)  # type: ignore[attr-defined]
+                    meta.upsert(session, "model_dim", str(probe.shape[0]))
+            if stored == mine:
+                return
         if stored is not None and not reembed:
             old = np.frombuffer(bytes.fromhex(stored), dtype=np.float32)
             same = old.shape == probe.shape and float(old @ probe) >= _SAME_MODEL_COSINE
@@ -159,7 +173,7 @@ class Collection:
         with self.catalog.session() as session:
             self.catalog.set_meta("model_spec", encoder.spec, session)  # type: ignore[attr-defined]
             self.catalog.set_meta("model_dim", str(probe.shape[0]), session)
-            self.catalog.set_meta("model_probe", probe.astype(np.float32).tobytes().hex(), session)
+            self.catalog.set_meta("model_probe", mine, session)
 
     @contextmanager
     def writing(self, roots: Sequence[Path] | None = None, what: str = "index run") -> Iterator[None]:

@@ -44,6 +44,13 @@ def ensure(session: Session, key: str, default: str) -> None:
     session.execute(stmt.values(key=key, value=default).on_conflict_do_nothing(index_elements=["key"]))
 
 
+def claim(session: Session, key: str, value: str) -> str:
+    """Set ``key`` to ``value`` unless another transaction has set it first; the value
+    that holds afterwards (ours, or the first writer's, waited for until it commits)."""
+    ensure(session, key, value)
+    return session.scalar(select(Meta.value).where(Meta.key == key)) or value
+
+
 def modify(session: Session, key: str, default: str, change: Callable[[str], str]) -> str:
     """``key``'s value replaced by ``change(value)``, the row locked (``FOR UPDATE``) from
     the read to the commit, so two writers' changes both land; returns the new value."""
