@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from clipfind.errors import NotFoundError, QueryError
+from clipfind.errors import CollectionError, NotFoundError, QueryError
 from clipfind.store.schema import LABEL_WIDTH, SET_NAME_WIDTH, Item, ItemLabel, LabelSet
 from clipfind.store.status import ItemStatus
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ANY = object()  # replace_set's expect: no check
 _INSERT_CHUNK = 50_000  # rows per executemany: bounded memory at a million labels
 
 
@@ -115,6 +116,18 @@ def _set_id(session: Session, name: str) -> int | None:
     return session.scalar(select(LabelSet.id).where(LabelSet.name == name))
 
 
+def _locked_set_id(session: Session, name: str) -> int | None:
+    """:func:`_set_id` with the set's row locked to the commit, read after any transaction
+    that holds it commits. A no-op update takes the lock on both backends: on PostgreSQL
+    the row's (waiting for its holder, then re-read), on SQLite the database's write lock
+    (pysqlite begins the transaction at the first write, so a plain SELECT first would
+    read before the wait)."""
+    if not _storable(name, SET_NAME_WIDTH):
+        return None
+    session.execute(update(LabelSet).where(LabelSet.name == name).values(name=name))
+    return _set_id(session, name)
+
+
 class LabelStore:
     """The label sets of one catalog (``catalog.labels``)."""
 
@@ -122,41 +135,56 @@ class LabelStore:
         self._catalog = catalog
 
     # -- writing -------------------------------------------------------------------
+    def identity(self, name: str) -> int | None:
+        """The id of the set ``name`` now (None: none), for :meth:`replace_set`'s ``expect``."""
+        with self._catalog.session() as session:
+            return _set_id(session, name)
+
     def replace_set(self, name: str, labels: Sequence[str], templates: Sequence[str],
-                    model: str, params: dict[str, Any], rows: LabelAssignments) -> None:
+                    model: str, params: dict[str, Any], rows: LabelAssignments,
+                    expect: int | object | None = ANY) -> None:
         """Store the set ``name`` in one transaction, replacing an earlier set of that
-        name: readers see the old set or the new one, never half."""
+        name: readers see the old set or the new one, never half. The set's row keeps its
+        id and stays locked to the commit, so a :meth:`delete_set` meanwhile waits and
+        then deletes all of it. ``expect``: the :meth:`identity` the run saw at its start;
+        when the set was deleted (or made) since, nothing is stored and
+        :class:`CollectionError` says so."""
         _check_storable(name, labels)
         with self._catalog.session() as session:
-            self._delete(session, name)
-            new = LabelSet(name=name, labels=json.dumps(list(labels)),
-                           templates=json.dumps(list(templates)), model=model,
-                           params=json.dumps(params), created_at=datetime.now())
-            session.add(new)
-            session.flush()
+            old = _locked_set_id(session, name)
+            if expect is not ANY and old != expect:
+                gone = "deleted" if old is None else "created by another run"
+                raise CollectionError(
+                    f"label set {name!r} was {gone} while this run was scoring; nothing was "
+                    "stored. Run the label command again to store it.")
+            fields = {"labels": json.dumps(list(labels)), "templates": json.dumps(list(templates)),
+                      "model": model, "params": json.dumps(params), "created_at": datetime.now()}
+            if old is None:
+                set_id = session.scalar(insert(LabelSet).values(name=name, **fields)
+                                        .returning(LabelSet.id))
+            else:
+                session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
+                session.execute(update(LabelSet).where(LabelSet.id == old).values(**fields))
+                set_id = old
             label_of = list(labels)
             total = len(rows.item_ids)
             for start in range(0, total, _INSERT_CHUNK):
                 stop = min(start + _INSERT_CHUNK, total)
                 _insert_rows(session, zip(
-                    [new.id] * (stop - start), rows.item_ids[start:stop].tolist(),
+                    [set_id] * (stop - start), rows.item_ids[start:stop].tolist(),
                     [label_of[c] for c in rows.cols[start:stop].tolist()],
                     rows.scores[start:stop].tolist(), rows.ranks[start:stop].tolist(), strict=True))
         log.info("label set %r: %d labels stored", name, total)
 
     def delete_set(self, name: str) -> None:
+        """Delete the set and every label it gave; a run storing it meanwhile is waited for
+        (its transaction holds the set's row), so no label of it is left behind."""
         with self._catalog.session() as session:
-            if not self._delete(session, name):
+            old = _locked_set_id(session, name)
+            if old is None:
                 raise _missing(name)
-
-    @staticmethod
-    def _delete(session: Session, name: str) -> bool:
-        old = _set_id(session, name)
-        if old is None:
-            return False
-        session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
-        session.execute(delete(LabelSet).where(LabelSet.id == old))
-        return True
+            session.execute(delete(ItemLabel).where(ItemLabel.set_id == old))
+            session.execute(delete(LabelSet).where(LabelSet.id == old))
 
     # -- reading -------------------------------------------------------------------
     def summary(self, name: str) -> LabelSetInfo:

@@ -73,6 +73,8 @@ def label_collection(
     # would leave labels of gone rows (a foreign-key error) or of old vectors, so a label
     # run claims every item, like a re-embed (CollectionBusyError while one writes).
     with collection.writing(what="label run"):
+        # `labels delete NAME` meanwhile: the run stores nothing and says so (replace_set)
+        before = collection.catalog.labels.identity(name)
         collection.bind_model(encoder)  # the label vectors must live in the items' space
         prompts = prompt_vectors(encoder, labels, templates, background)
         scorer = Scorer.for_model(encoder, multi_label)
@@ -85,7 +87,8 @@ def label_collection(
                   "scored": scored}
         model = collection.stored_model or getattr(encoder, "spec", "")
         collection.catalog.labels.replace_set(name, prompts.labels, prompts.templates, model, params,
-                                              LabelAssignments(item_ids, cols, vals, ranks))
+                                              LabelAssignments(item_ids, cols, vals, ranks),
+                                              expect=before)
     counts = np.bincount(cols.astype(np.int64), minlength=len(prompts.labels))
     return LabelRunSummary(
         name, model, scorer.mode.value, list(prompts.labels), scored,
