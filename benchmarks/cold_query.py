@@ -27,9 +27,17 @@ import statistics
 from pathlib import Path
 
 from benchmarks.common import out_dir, vit_b32_checkpoint, warn_if_busy, write_json
-from benchmarks.peer_rclip import CLIPFIND, MODEL
+from benchmarks.peer_rclip import CLIPFIND, MODEL, clipfind_index
 from benchmarks.photos import photo_set
-from benchmarks.rclip_side import QUERY, SUBDIR, prepare_rclip_data, rclip_env, run_measured
+from benchmarks.rclip_side import (
+    QUERY,
+    SUBDIR,
+    add_rclip_args,
+    check_rclip,
+    prepare_rclip_data,
+    rclip_env,
+    run_measured,
+)
 
 
 def rclip_datadir(shared: Path, work: Path) -> Path:
@@ -52,21 +60,7 @@ def index_once(args: argparse.Namespace, folder: Path, datadir: Path, data_dir: 
     if not (data_dir / "collections" / "default" / "catalog.db").is_file():
         print(f"clipfind indexes {folder} ...", flush=True)
         spec = f"local-dir:{vit_b32_checkpoint(MODEL)}"
-        run_measured(
-            [
-                str(CLIPFIND),
-                "index",
-                str(folder),
-                "--model",
-                spec,
-                "--data-dir",
-                str(data_dir),
-                "--engine",
-                "onnx",
-                "--json",
-            ],
-            expect_json=True,
-        )
+        clipfind_index(folder, spec, data_dir, 32, "onnx")
 
 
 def commands(args: argparse.Namespace, folder: Path, datadir: Path, data_dir: Path) -> dict:
@@ -104,16 +98,9 @@ def main() -> None:
         default=None,
         help="another clipfind entry point (an older checkout's) timed alongside",
     )
-    parser.add_argument("--venv", type=Path, default=Path("/work/venv-rclip"))
-    parser.add_argument(
-        "--datadir",
-        type=Path,
-        default=Path("/work/rclip-data"),
-        help="rclip's data dir with the exported model (benchmarks.peer_rclip)",
-    )
+    add_rclip_args(parser, "rclip's data dir with the exported model (benchmarks.peer_rclip)")
     args = parser.parse_args()
-    if not (args.venv / "bin" / "rclip").is_file():
-        raise SystemExit(f"no rclip in {args.venv}; see benchmarks/peer_rclip.py")
+    check_rclip(args.venv, "benchmarks/peer_rclip.py")
     prepare_rclip_data(args.datadir, vit_b32_checkpoint(MODEL))
     if not (args.datadir / SUBDIR / "textual.onnx").is_file():
         raise SystemExit(f"no textual.onnx in {args.datadir / SUBDIR}")

@@ -48,6 +48,8 @@ from benchmarks.common import out_dir, print_table, vit_b32_checkpoint, warn_if_
 from benchmarks.photos import photo_set
 from benchmarks.rclip_side import (
     QUERY,
+    add_rclip_args,
+    check_rclip,
     prepare_rclip_data,
     rclip_index,
     rclip_query,
@@ -232,16 +234,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="both tools")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("-k", type=int, default=5)
-    parser.add_argument("--venv", type=Path, default=Path("/work/venv-rclip"))
-    parser.add_argument(
-        "--datadir",
-        type=Path,
-        default=Path("/work/rclip-data"),
-        help="rclip's data dir (ONNX files, its database)",
-    )
+    add_rclip_args(parser, "rclip's data dir (ONNX files, its database)")
     args = parser.parse_args()
-    if not (args.venv / "bin" / "rclip").is_file():
-        raise SystemExit(f"no rclip in {args.venv}; see this script's docstring")
+    check_rclip(args.venv, "this script's docstring")
     checkpoint = vit_b32_checkpoint(MODEL)
     prepare_rclip_data(args.datadir, checkpoint)
     folders = {

@@ -18,10 +18,22 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 SUBDIR = "ViT-B-32-256-datacomp_s34b_b86k"
 LEGAL = ("LICENSE", "OPENAI-CLIP-MIT.txt", "README.md", "THIRD_PARTY_NOTICES.md")
 QUERY = "a dog"
+
+
+def add_rclip_args(parser: Any, datadir_help: str) -> None:
+    """``--venv`` (rclip's own virtualenv) and ``--datadir`` (its data dir)."""
+    parser.add_argument("--venv", type=Path, default=Path("/work/venv-rclip"))
+    parser.add_argument("--datadir", type=Path, default=Path("/work/rclip-data"), help=datadir_help)
+
+
+def check_rclip(venv: Path, where: str) -> None:
+    if not (venv / "bin" / "rclip").is_file():
+        raise SystemExit(f"no rclip in {venv}; see {where}")
 
 
 def prepare_rclip_data(datadir: Path, checkpoint: Path) -> None:
