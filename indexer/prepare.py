@@ -7,13 +7,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clipfind.errors import ImageDecodeError
 from clipfind.imageio import ImageInfo, content_hash, decode_image, read_bytes
 from clipfind.indexer.walk import FileEntry
-from clipfind.store.catalog import Catalog, ItemState, VectorSource
 from clipfind.store.status import ItemStatus
+
+if TYPE_CHECKING:  # a Ray read worker imports this module without the catalog
+    from clipfind.store.catalog import Catalog, ItemState, VectorSource
 
 # What happened to a file, decided before or instead of decoding it.
 NEW, CHANGED, MOVED, TOUCHED, DUPLICATE, SKIPPED = (
