@@ -99,10 +99,10 @@ def cold_images(text: Engine | None, forced: bool = False) -> bool:
         log.warning("ONNX image tower does not run (%s); checking with torch", exc)
         return False
     cosine = float((got * np.asarray(recorded, np.float32)).sum(1).min())
-    if cosine < MIN_IMAGE_COSINE and not forced:
-        log.warning("ONNX image tower gives probe cosine %.4f < %s on this machine; checking with torch",
-                    cosine, MIN_IMAGE_COSINE)
-        return False
+    if cosine < MIN_IMAGE_COSINE:
+        log.warning("ONNX image tower gives probe cosine %.4f < %s on this machine; %s", cosine,
+                    MIN_IMAGE_COSINE, "used as asked" if forced else "checking with torch")
+        return forced
     return True
 
 
