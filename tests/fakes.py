@@ -92,3 +92,12 @@ def save_tiny_checkpoint(name: str, folder: Path) -> Path:
     model = open_clip.create_model(name)
     save_checkpoint(model, open_clip.get_model_config(name), folder)
     return folder
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without its ``CLIPFIND_*`` settings, as a user's shell
+    has it, except the test session's model cache (exports never go to the user cache)."""
+    import os
+
+    kept = "CLIPFIND_MODEL_CACHE"
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLIPFIND_") or k == kept}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import solid
+from tests.fakes import clean_env, solid
 
 CLIPFIND = Path(sys.executable).with_name("clipfind")
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ NO_MODEL = "local-dir:/nonexistent/clipfind-test-model"  # loading it fails with
 
 
 def run(*argv: str, data_dir: Path | None = None, timeout: int = 180) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPFIND_")}
+    env = clean_env()
     env["HF_HUB_OFFLINE"] = "1"
     if data_dir is not None:
         env["CLIPFIND_DATA_DIR"] = str(data_dir)
@@ -207,7 +207,7 @@ def test_ctrl_c_is_exit_130_with_its_message(tmp_path):
     inside the command, as a user's Ctrl-C would."""
     fifo = tmp_path / "texts.txt"
     os.mkfifo(fifo)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPFIND_")}
+    env = clean_env()
     proc = subprocess.Popen(
         [str(CLIPFIND), "index-texts", str(fifo), "--data-dir", str(tmp_path / "data"),
          "--model", NO_MODEL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -241,7 +241,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_an_internal_error_is_one_line_and_the_traceback_needs_verbose(tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLIPFIND_")},
+    env = {**clean_env(),
            "CLIPFIND_DATA_DIR": str(tmp_path)}
     quiet = subprocess.run([sys.executable, "-c", _BROKEN_COMMAND, "info"], capture_output=True,
                            text=True, env=env, timeout=120, cwd=REPO)

@@ -4,13 +4,12 @@ the catalog, and running the command again indexes the rest."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
 import time
 
-from tests.fakes import solid
+from tests.fakes import clean_env, solid
 from tests.test_cli_errors import CLIPFIND, REPO
 
 COUNT = 400
@@ -42,7 +41,7 @@ def test_ctrl_c_during_index_keeps_finished_batches_and_resumes(tmp_path, tiny_c
         "--workers",
         "1",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIPFIND_")}
+    env = clean_env()
     env["HF_HUB_OFFLINE"] = "1"
     proc = subprocess.Popen(
         argv,
