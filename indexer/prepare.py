@@ -47,7 +47,7 @@ class Preparer:
         catalog: Catalog,
         existing: dict[str, ItemState],
         missing_by_hash: dict[str, ItemState],
-        transform: Callable[[Any], Any],
+        transform: Callable[[Any], Any] | None,
         target_size: int,
         max_pixels: int,
     ) -> None:
@@ -69,6 +69,7 @@ class Preparer:
         planned = self.plan(entry, digest)
         if planned is not None:
             return planned
+        assert self.transform is not None, "a Preparer that decodes needs the transform"
         return self.decoded(entry, digest, *decode_pixels(
             data, entry.path, self.transform, self.target_size, self.max_pixels))
 

@@ -2,13 +2,16 @@
 plan and the writer where they always are.
 
 The driver walks and plans by the catalog as a local run does, then streams chunks of
-``batch_size`` files through Ray: a task per chunk reads, hashes, decodes and
-preprocesses (:func:`clipfind.indexer.ray_work.read_chunk`), the driver decides per file
-what needs encoding (touched, moved and duplicate files keep the vectors they have), an
-actor pool encodes, and the driver's writer commits chunk by chunk, oldest first, as a
-local run does: an interrupted run keeps every finished chunk and the next run resumes.
-Ray tasks and actors rather than Ray Data: the driver must decide by the catalog between
-reading and encoding, and write in order through the one writer (docs/indexing.md).
+``batch_size`` files through Ray. On CPU actors (:meth:`_stream_fused`) each actor reads,
+hashes, decodes, preprocesses and encodes a part of a chunk in one call
+(:meth:`clipfind.indexer.ray_work.EncodeWorker.read_encode`); with GPU actors
+(:meth:`_stream`) a task per chunk reads (:func:`clipfind.indexer.ray_work.read_chunk`),
+the driver decides per file what needs encoding (touched, moved and duplicate files keep
+the vectors they have), and a GPU actor encodes. Either way the driver's writer commits
+chunk by chunk, oldest first, as a local run does: an interrupted run keeps every
+finished chunk and the next run resumes. Ray tasks and actors rather than Ray Data: the
+driver must decide by the catalog, and write in order through the one writer
+(docs/indexing.md).
 
 Ray is imported here only, when a run asks for it (``clipfind[ray]``).
 """
@@ -118,14 +121,17 @@ class RayPipeline:
             )
         self.ray, self._connected = connect(address)
         self.pool: EncodePool | None = None
-        try:  # actors load the model and readers import while the driver walks and plans
+        self._transform: Any = None
+        try:  # actors load the model (and readers import) while the driver walks and plans
             with _cluster_errors():
                 self.pool = EncodePool(self.ray, settings, encoder)
-                warm = self.ray.remote(warm_up).options(
-                    num_cpus=self.pool.read_cpus, scheduling_strategy="SPREAD"
-                )
-                light = encoder.torch_free_images
-                self._warming = [warm.remote(light) for _ in range(self.pool.read_window)]
+                if not self.pool.fused:  # the read tasks preprocess as the driver's model does
+                    self._transform = encoder.preprocess
+                    warm = self.ray.remote(warm_up).options(
+                        num_cpus=self.pool.read_cpus, scheduling_strategy="SPREAD"
+                    )
+                    light = encoder.torch_free_images
+                    self._warming = [warm.remote(light) for _ in range(self.pool.read_window)]
         except BaseException:
             self.close()
             raise
@@ -136,6 +142,13 @@ class RayPipeline:
             self.pool.close()
         if self._connected and self.ray.is_initialized():
             self.ray.shutdown()
+
+    def wait_ready(self) -> None:
+        """Until the encode actors have loaded the model: the run's load stage, as a
+        local run loads its model before its pipeline starts."""
+        assert self.pool is not None
+        with _cluster_errors():
+            self.pool.wait_ready()
 
     def __call__(
         self,
@@ -153,7 +166,64 @@ class RayPipeline:
         the cluster is one :class:`ClusterError`; the chunks written so far stay."""
         assert self.pool is not None
         with _cluster_errors():
-            self._stream(self.pool, catalog, encoder, preparer, todo, batch_size, summary, progress, updater)
+            stream = self._stream_fused if self.pool.fused else self._stream
+            stream(self.pool, catalog, encoder, preparer, todo, batch_size, summary, progress, updater)
+
+    def _stream_fused(
+        self,
+        pool: EncodePool,
+        catalog: Any,
+        encoder: Encoder,
+        preparer: Preparer,
+        todo: list[FileEntry],
+        batch_size: int,
+        summary: Any,
+        progress: Progress | None,
+        updater: Any,
+    ) -> None:
+        """CPU actors: each part of a batch is read and encoded by one actor; the driver
+        plans and writes the batches in order as their parts come back."""
+        ray = self.ray
+        moved = ray.put(frozenset(preparer.missing_by_hash))
+        chunks = iter([todo[i : i + batch_size] for i in range(0, len(todo), batch_size)])
+        running: deque[tuple[list[FileEntry], list[Any]]] = deque()
+        depth = 3 * len(pool.actors)  # parts queued: every actor busy, two more each
+        first_seen: set[str] = set()
+        done = 0
+        if progress:
+            progress(0, len(todo))
+
+        def submit() -> None:
+            while pool.busy() < depth or not running:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    return
+                known = [_known(preparer, e) for e in chunk]
+                running.append((chunk, pool.read_encode(chunk, known, moved, preparer.max_pixels)))
+
+        submit()
+        while running:
+            chunk, refs = running.popleft()
+            with summary.clock.stage("model"):  # the driver waits on the actors' reading + encoding
+                results = ray.get(refs)
+            pool.finished(refs)
+            submit()
+            rows: list[Row] = []
+            vectors = []
+            for part_rows, part_vectors in results:
+                shift = sum(len(v) for v in vectors)
+                rows += [(d, None if r is None else r + shift, i, why) for d, r, i, why in part_rows]
+                if len(part_vectors):
+                    vectors.append(part_vectors)
+            batch = _plan(preparer, chunk, rows, first_seen)
+            for p in batch:
+                count_prepared(p, summary)
+            picked = [p.pixels for p in batch if p.pixels is not None]
+            encoded = np.concatenate(vectors)[picked] if picked else None
+            write_encoded(catalog, [(batch, encoded)], summary, updater)
+            done += len(batch)
+            if progress:
+                progress(done, len(todo))
 
     def _stream(
         self,
@@ -173,7 +243,7 @@ class RayPipeline:
         )
         shared = (
             ray.put(frozenset(preparer.missing_by_hash)),
-            ray.put(encoder.preprocess),
+            ray.put(self._transform),
             encoder.image_size,
             preparer.max_pixels,
         )

@@ -1,13 +1,15 @@
 """What Ray's workers run for ``clipfind index --ray``: reading + decoding files (a task
-per chunk) and encoding them (an actor holding the model). Plain Python: nothing here
-imports Ray, so it is tested and read like the local stages, and
-:mod:`clipfind.indexer.ray_pipeline` wraps it with ``ray.remote``."""
+per chunk, beside GPU actors) and encoding them (an actor holding the model, which on a
+CPU reads its files too). Plain Python: nothing here imports Ray, so it is tested and
+read like the local stages, and :mod:`clipfind.indexer.ray_pipeline` wraps it with
+``ray.remote``."""
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +34,48 @@ def read_chunk(
     transform: Callable[[Any], Any],
     target_size: int,
     max_pixels: int,
+    threads: int = 1,
 ) -> tuple[list[Row], npt.NDArray[np.float32]]:
-    """Read, hash, decode and preprocess ``entries`` on a worker: one :data:`Row` each, and
-    the decoded pixels stacked in one array. A file whose content is its catalog row's
-    (``known``, per entry) or a missing item's (``moved``) is hashed, not decoded: the
-    driver keeps the vector it has (moved, touched, duplicate)."""
-    rows: list[Row] = []
-    pixels: list[Any] = []
-    for entry, old_hash in zip(entries, known, strict=True):
+    """Read, hash, decode and preprocess ``entries`` on a worker (on ``threads`` threads):
+    one :data:`Row` each, and the decoded pixels stacked in one array. A file whose
+    content is its catalog row's (``known``, per entry) or a missing item's (``moved``) is
+    hashed, not decoded: the driver keeps the vector it has (moved, touched, duplicate).
+    A file with the content of an earlier one in the chunk shares its row: decoded once."""
+
+    def one(pair: tuple[FileEntry, str | None]) -> tuple[str | None, Any, ImageInfo | None, str | None]:
+        entry, old_hash = pair
         try:
             data = read_bytes(Path(entry.path))
         except ImageDecodeError as exc:  # a node without the shared folder says so
-            rows.append(
-                (
-                    None,
-                    None,
-                    None,
-                    f"{exc} (on Ray node {socket.gethostname()}: "
-                    "every node must see the files at the same path)",
-                )
+            return None, None, None, (
+                f"{exc} (on Ray node {socket.gethostname()}: "
+                "every node must see the files at the same path)"
             )
-            continue
         digest = content_hash(data)
         if digest == old_hash or digest in moved:
-            rows.append((digest, None, None, None))
-            continue
+            return digest, None, None, None
         tensor, info, reason = decode_pixels(data, entry.path, transform, target_size, max_pixels)
-        if reason is not None:
-            rows.append((digest, None, None, reason))
-            continue
-        rows.append((digest, len(pixels), info, None))
-        pixels.append(np.asarray(tensor, dtype=np.float32))
+        return digest, tensor, info, reason
+
+    pairs = list(zip(entries, known, strict=True))
+    if threads > 1 and len(pairs) > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
+            read = list(pool.map(one, pairs))
+    else:
+        read = [one(pair) for pair in pairs]
+    rows: list[Row] = []
+    pixels: list[Any] = []
+    first: dict[str, Row] = {}  # content hash -> the row of its first decoded file
+    for digest, tensor, info, reason in read:
+        if tensor is None or digest is None:
+            rows.append((digest, None, info, reason))
+        elif digest in first:
+            rows.append(first[digest])
+        else:
+            row: Row = (digest, len(pixels), info, None)
+            first[digest] = row
+            rows.append(row)
+            pixels.append(np.asarray(tensor, dtype=np.float32))
     stacked = np.stack(pixels) if pixels else np.zeros((0,), np.float32)
     return rows, stacked
 
@@ -86,6 +99,7 @@ class EncodeWorker:
         from clipfind.encoder import ClipEncoder
 
         self.encoder = ClipEncoder.from_settings(settings, spec)
+        self.threads = max(1, threads)
         if threads and not self.encoder.torch_free_images:
             import torch
 
@@ -99,3 +113,19 @@ class EncodeWorker:
         """Encode rows ``rows`` of a chunk's pixel array (fetched from the object store)."""
         batch = np.ascontiguousarray(pixels[rows])
         return np.asarray(self.encoder.encode_pixels(batch), dtype=np.float32)
+
+    def read_encode(
+        self,
+        entries: Sequence[FileEntry],
+        known: Sequence[str | None],
+        moved: frozenset[str],
+        max_pixels: int,
+    ) -> tuple[list[Row], npt.NDArray[np.float32]]:
+        """:func:`read_chunk` and encode in this process (a CPU node: the pixels never
+        leave it): the rows, and the vectors of the decoded ones, row by row."""
+        rows, pixels = read_chunk(
+            entries, known, moved, self.encoder.preprocess, self.encoder.image_size, max_pixels, self.threads
+        )
+        if not len(pixels):
+            return rows, np.zeros((0, 0), np.float32)
+        return rows, self.encode(pixels, list(range(len(pixels))))

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 # The prepare → encode stages of a run: the local threads (``_run_pipeline``) or another
-# engine with the same signature (clipfind.indexer.ray_pipeline.RayPipeline).
+# engine with the same signature (clipfind.indexer.ray_pipeline.RayPipeline); one with a
+# ``wait_ready()`` is waited for in the load stage (its workers load the model there).
 Pipeline = Callable[..., None]
 
 
@@ -181,8 +182,12 @@ def _index_locked(collection: Collection, encoder: Encoder, roots: list[Path], e
             collection.bind_model(encoder)
     preparer = None
     if todo:
-        with clock.stage("load"):  # the transform: torch's, or its replay checked on the export
-            transform = encoder.preprocess
+        # the transform (torch's, or its replay checked on the export) for the local
+        # decode threads; a pipeline elsewhere (Ray) brings its own to its workers
+        with clock.stage("load"):
+            transform = encoder.preprocess if pipeline is None else None
+            if pipeline is not None and hasattr(pipeline, "wait_ready"):
+                pipeline.wait_ready()  # its workers' model loads
         preparer = Preparer(catalog, existing, missing_by_hash, transform,
                             encoder.image_size, collection.settings.max_pixels)
     batch_size = batch_size or collection.settings.batch_size

@@ -84,6 +84,51 @@ def test_a_worker_reads_decodes_or_names_itself(tmp_path, settings, tiny_checkpo
         assert row[1] is None and broken[name] in row[3], (name, row)
 
 
+def test_a_chunk_decodes_identical_files_once_on_any_threads(tmp_path, tiny_checkpoint):  # type: ignore[no-untyped-def]
+    """Two files with one content share a row of pixels (the driver keeps one vector);
+    decoding on several threads gives the rows and pixels of one thread."""
+    from clipfind.encoder import ClipEncoder
+    from clipfind.indexer.ray_work import read_chunk
+    from clipfind.indexer.walk import FileEntry
+
+    photos = _photos(tmp_path / "photos", 5)
+    copy = tmp_path / "copy.jpg"
+    shutil.copy(photos[1], copy)
+    entries = [FileEntry(str(p), 1, 1) for p in [*photos, copy]]
+    enc = ClipEncoder(f"local-dir:{tiny_checkpoint}", device="cpu")
+    args = (entries, [None] * len(entries), frozenset(), enc.preprocess, enc.image_size, 10**8)
+    rows, pixels = read_chunk(*args)
+    assert [r[1] for r in rows] == [0, 1, 2, 3, 4, 1] and len(pixels) == 5
+    assert rows[5] == rows[1]
+    rows4, pixels4 = read_chunk(*args, threads=4)
+    assert rows4 == rows and np.array_equal(pixels4, pixels)
+
+
+def test_a_cpu_actor_reads_and_encodes_its_part(tmp_path, tiny_checkpoint):  # type: ignore[no-untyped-def]
+    """What a CPU actor runs (no cluster): the read rows, and one vector per decoded row,
+    the model's own vectors of those pixels."""
+    from clipfind.config import Settings
+    from clipfind.encoder import ClipEncoder
+    from clipfind.indexer.ray_work import EncodeWorker, read_chunk
+    from clipfind.indexer.walk import FileEntry
+
+    photos = _photos(tmp_path / "photos", 4)
+    broken = _bad_files(tmp_path / "broken")
+    entries = [FileEntry(str(p), 1, 1) for p in photos]
+    entries += [FileEntry(str(tmp_path / "broken" / name), 1, 1) for name in sorted(broken)]
+    spec = f"local-dir:{tiny_checkpoint}"
+    worker = EncodeWorker(Settings(data_dir=tmp_path / "data", device="cpu"), spec, 1)
+    rows, vectors = worker.read_encode(entries, [None] * len(entries), frozenset(), 10**8)
+    enc = ClipEncoder(spec, device="cpu")
+    want_rows, pixels = read_chunk(entries, [None] * len(entries), frozenset(), enc.preprocess,
+                                   enc.image_size, 10**8)
+    assert rows == want_rows and vectors.shape == (4, enc.dim)
+    want = np.asarray(enc.encode_pixels(pixels), np.float32)
+    assert min(float(a @ b) for a, b in zip(vectors, want, strict=True)) >= 0.9999
+    empty_rows, none = worker.read_encode(entries[4:], [None] * len(broken), frozenset(), 10**8)
+    assert all(r[1] is None for r in empty_rows) and len(none) == 0
+
+
 def _photos(root: Path, n: int, start: int = 0) -> list[Path]:
     """``n`` distinct noisy photos of odd sizes (JPEG and PNG)."""
     rng = np.random.default_rng(start)
@@ -112,7 +157,21 @@ def _check_exactly_once(cf: clipfind.Clipfind, indexed: int, skipped: int = 0) -
     assert len(cf.collection.vector_index()) == indexed  # FAISS ntotal
 
 
-def test_same_vectors_and_skips_as_a_local_run(tmp_path, tiny_checkpoint, ray_address):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("actors_read", [True, False], ids=["cpu-actors-read", "read-tasks"])
+def test_same_vectors_and_skips_as_a_local_run(tmp_path, tiny_checkpoint, ray_address, actors_read,  # type: ignore[no-untyped-def]
+                                               monkeypatch):
+    """On this CPU cluster the actors read their own files; the read tasks that feed GPU
+    actors are run here too, beside the CPU actors."""
+    from clipfind.indexer import ray_pool
+    from clipfind.indexer.ray_pipeline import RayPipeline
+
+    monkeypatch.setattr(ray_pool, "FUSED_ON_CPU", actors_read)
+    streams: list[str] = []
+    for name in ("_stream", "_stream_fused"):
+        def spy(self, *args, _run=getattr(RayPipeline, name), _name=name):  # type: ignore[no-untyped-def]
+            streams.append(_name)
+            return _run(self, *args)
+        monkeypatch.setattr(RayPipeline, name, spy)
     photos = tmp_path / "photos"
     _photos(photos, 14)
     shutil.copy(photos / "sub1" / "photo001.jpg", photos / "copy-of-001.jpg")  # encoded once
@@ -140,6 +199,7 @@ def test_same_vectors_and_skips_as_a_local_run(tmp_path, tiny_checkpoint, ray_ad
         assert again.unchanged == 16 - 1 and not again.skipped and again.still_skipped == len(broken)
         assert np.array_equal(_vectors(remote)[str(photos / "moved.png")],
                               theirs[str(photos / "sub0" / "photo000.png")])
+        assert streams == ["_stream_fused" if actors_read else "_stream"] * 2
 
 
 def _rotated() -> bytes:
