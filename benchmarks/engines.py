@@ -59,7 +59,7 @@ def _spread(values: list[float]) -> str:
 def image_rows(loaded, manifest, rounds: int) -> list[dict]:  # type: ignore[no-untyped-def]
     import torch
 
-    from clipfind.onnx_towers import open_session
+    from clipfind.onnx_sessions import open_session
 
     pixels = torch.rand(16, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     feed = pixels.numpy()

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipfind.onnx_cache import Manifest
+from clipfind.onnx_sessions import open_session
 
 Vectors = npt.NDArray[np.float32]
 
@@ -27,19 +28,6 @@ def available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("onnxruntime") is not None
-
-
-def open_session(path: str, threads: int) -> Any:
-    """A CPU session with ``threads`` intra-op threads that sleep when idle (spinning
-    threads steal the decoders' cores, and on a busy machine each other's)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4  # failures come back as exceptions; its log is noise
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 class OnnxTowers:
