@@ -4,7 +4,7 @@ each with its own Collection, so its own engine and connections, on one catalog)
 - two models bind a fresh collection at once: exactly one wins, the other gets the
   one-line ModelMismatchError; the same model twice at once binds once, both succeed;
 - ``labels delete`` during a ``label`` run of that set: while the run scores, the run
-  stops with a one-line error and stores nothing; while the run's transaction stores the
+  stops before its next chunk with a one-line error and stores nothing; while the run's transaction stores the
   set, the delete waits for it and deletes all of it. Never a half set, never a row of
   a deleted set. The interleavings are forced by hooks (a barrier in the probe encoder,
   the progress callback, the label-row inserts), not by sleeping."""
@@ -219,8 +219,10 @@ def test_delete_while_the_label_run_scores_stops_the_run(labelled):  # type: ign
     coll, other = labelled
     assert _label_rows(coll) == 12
     deleted: list[BaseException | None] = []
+    scored: list[int] = []
 
     def delete_now(done: int, total: int) -> None:  # the run's progress: mid-run, claim held
+        scored.append(done)
         if not deleted:
             deleted.extend(_in_threads(lambda: delete_label_set(other.catalog, "colours")))
 
@@ -229,6 +231,7 @@ def test_delete_while_the_label_run_scores_stops_the_run(labelled):  # type: ign
             coll, ColourEncoder(), ["red", "green", "blue"], name="colours", chunk=4, progress=delete_now
         )
     assert deleted == [None] and "\n" not in str(err.value)
+    assert scored == [4]  # noticed before the next chunk, not after scoring all 12
     assert list_label_sets(coll.catalog) == [] and _label_rows(coll) == 0
     # nothing left behind: the next run stores the set whole
     label_collection(coll, ColourEncoder(), ["red", "green", "blue"], name="colours")

@@ -116,6 +116,13 @@ def _set_id(session: Session, name: str) -> int | None:
     return session.scalar(select(LabelSet.id).where(LabelSet.name == name))
 
 
+def _changed_meanwhile(name: str, now: int | None) -> CollectionError:
+    gone = "deleted" if now is None else "created by another run"
+    return CollectionError(
+        f"label set {name!r} was {gone} while this run was scoring; nothing was "
+        "stored. Run the label command again to store it.")
+
+
 def _locked_set_id(session: Session, name: str) -> int | None:
     """:func:`_set_id` with the set's row locked to the commit, read after any transaction
     that holds it commits. A no-op update takes the lock on both backends: on PostgreSQL
@@ -140,6 +147,15 @@ class LabelStore:
         with self._catalog.session() as session:
             return _set_id(session, name)
 
+    def check_unchanged(self, name: str, expect: int | None) -> None:
+        """Raise :class:`CollectionError` when the set ``name`` is no longer the one a run
+        saw at its start (``expect``: its :meth:`identity`): deleted, or made by another run.
+        A label run asks between chunks, so a delete stops it early; :meth:`replace_set`
+        checks again under the set's lock."""
+        now = self.identity(name)
+        if now != expect:
+            raise _changed_meanwhile(name, now)
+
     def replace_set(self, name: str, labels: Sequence[str], templates: Sequence[str],
                     model: str, params: dict[str, Any], rows: LabelAssignments,
                     expect: int | object | None = ANY) -> None:
@@ -153,10 +169,7 @@ class LabelStore:
         with self._catalog.session() as session:
             old = _locked_set_id(session, name)
             if expect is not ANY and old != expect:
-                gone = "deleted" if old is None else "created by another run"
-                raise CollectionError(
-                    f"label set {name!r} was {gone} while this run was scoring; nothing was "
-                    "stored. Run the label command again to store it.")
+                raise _changed_meanwhile(name, old)
             fields = {"labels": json.dumps(list(labels)), "templates": json.dumps(list(templates)),
                       "model": model, "params": json.dumps(params), "created_at": datetime.now()}
             if old is None:

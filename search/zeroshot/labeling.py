@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def label_collection(
         started = time.perf_counter()
         scored, (item_ids, cols, vals, ranks) = _score_all(
             collection.catalog, path, chunk,
-            lambda v: pick(cosines(v, prompts, scorer), scorer, top, threshold), progress)
+            lambda v: pick(cosines(v, prompts, scorer), scorer, top, threshold), progress,
+            lambda: collection.catalog.labels.check_unchanged(name, before))
         params = {"mode": scorer.mode.value, "threshold": threshold, "top": top,
                   "multi_label": multi_label, "path": path, "background": list(prompts.background),
                   "scored": scored}
@@ -98,16 +100,21 @@ def label_collection(
 
 
 def _score_all(catalog: Any, path: str | None, chunk: int, pick_chunk: Callable[[Any], tuple],
-               progress: Callable[[int, int], None] | None) -> tuple[int, tuple[np.ndarray, ...]]:
-    """Run ``pick_chunk`` over every chunk of stored vectors; concatenated results."""
+               progress: Callable[[int, int], None] | None,
+               check: Callable[[], None] = lambda: None) -> tuple[int, tuple[np.ndarray, ...]]:
+    """Run ``pick_chunk`` over every chunk of stored vectors; concatenated results.
+    ``check`` runs before each chunk after the first (it raises to stop the run)."""
     parts: list[tuple[np.ndarray, ...]] = []
     scored, total = 0, catalog.count()
-    for ids, vecs in _vectors(catalog, path, chunk):
-        rows, cols, vals, ranks = pick_chunk(vecs)
-        parts.append((ids[rows], cols, vals.astype(np.float32), ranks))
-        scored += len(ids)
-        if progress:
-            progress(scored, total)
+    with closing(_vectors(catalog, path, chunk)) as chunks:  # a stop ends the reader now
+        for ids, vecs in chunks:
+            if parts:
+                check()
+            rows, cols, vals, ranks = pick_chunk(vecs)
+            parts.append((ids[rows], cols, vals.astype(np.float32), ranks))
+            scored += len(ids)
+            if progress:
+                progress(scored, total)
     if not parts:
         empty = np.zeros(0, np.int64)
         return 0, (empty, empty, np.zeros(0, np.float32), empty)
