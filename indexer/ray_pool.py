@@ -83,6 +83,8 @@ class EncodePool:
     ) -> list[Any]:
         """``fused``: read + encode ``entries`` in parts of at most :data:`_CPU_PART` files
         (and at least :data:`_MIN_PART`, over as many actors) on the least busy actors."""
+        if not entries:
+            return []
         parts = max(min(len(self.actors), math.ceil(len(entries) / _MIN_PART)),
                     math.ceil(len(entries) / _CPU_PART))
         return self._spread(len(entries), parts, lambda actor, lo, hi: actor.read_encode.remote(
