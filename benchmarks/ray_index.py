@@ -5,9 +5,10 @@ folder, as many CPUs as the machine has), then per round runs ``clipfind index``
 fresh collection twice, locally and with ``--ray 127.0.0.1:PORT``, in alternating
 order, so both see the same machine state. Reports images/s of each and their ratio,
 per round and best of rounds: ``pipeline`` (decode + encode + write, the summary's
-``pipeline_images_per_second``; the encode actors start while the driver walks and loads
-its model, so it leaves out what overlaps that) and ``command`` (the whole command's
-wall time: start-up, joining the cluster, model loads). Same model, batch size and
+``pipeline_images_per_second``; it starts once the model is loaded: locally the
+driver's, on Ray the encode actors', whose wait is the run's load stage) and
+``command`` (the whole command's wall time: start-up, joining the cluster, model
+loads). Same model, batch size and
 images; ``--device cpu``. The cluster's workers run at nice 0, as the local run does
 (Ray's default is 15).
 
