@@ -15,7 +15,7 @@ from clipfind.indexer.ray_work import EncodeWorker
 
 RETRIES = 4  # a worker process or node lost mid-run: tasks re-run, actors restart this often
 _MIN_PART = 4  # images: a CPU batch is split across actors down to parts this small
-_CPU_PART = 8  # files: a CPU actor reads + encodes at most this many per call
+_CPU_PART = 8  # files: a CPU actor reads + encodes at most this many per call (or two a thread)
 # CPU actors read their own files (False: read tasks, as beside GPU actors; the tests
 # run that path on their CPU cluster this way)
 FUSED_ON_CPU = True
@@ -40,6 +40,7 @@ class EncodePool:
         gpus = int(total.get("GPU", 0)) if not settings.device.startswith("cpu") else 0
         self.gpu = gpus > 0
         self.actors: list[Any] = []
+        threads = 1  # the most threads a CPU actor decodes and encodes on
         if self.gpu:  # Ray shows each actor its own GPU as cuda:0; ClipEncoder loads fp16 there.
             # No CPU reserved: a node with as many GPUs as cores would leave none to the readers.
             on_gpu = Settings(**{**settings.model_dump(), "device": "cuda"})
@@ -53,6 +54,7 @@ class EncodePool:
                 if cores < 1:
                     continue
                 streams = min(2, cores)
+                threads = max(threads, cores // streams)
                 place = NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
                 self.actors += [
                     worker.options(num_cpus=cores / streams, scheduling_strategy=place).remote(
@@ -67,6 +69,8 @@ class EncodePool:
         self.read_cpus = 1 if self.gpu else 0  # CPU actors hold every core: tasks share them
         self.read_window = max(2, cpus)  # chunks being read: one per core, as local threads
         self.queue = 2 if self.gpu else max(2, len(self.actors))  # batches encoding at once
+        # files a read + encode call takes at most: two per decode thread on a big node
+        self.cpu_part = max(_CPU_PART, 2 * threads)
         self._load = [0] * len(self.actors)
         self._owner: dict[Any, int] = {}
 
@@ -81,12 +85,12 @@ class EncodePool:
     def read_encode(
         self, entries: list[Any], known: list[str | None], moved: Any, max_pixels: int
     ) -> list[Any]:
-        """``fused``: read + encode ``entries`` in parts of at most :data:`_CPU_PART` files
+        """``fused``: read + encode ``entries`` in parts of at most :attr:`cpu_part` files
         (and at least :data:`_MIN_PART`, over as many actors) on the least busy actors."""
         if not entries:
             return []
         parts = max(min(len(self.actors), math.ceil(len(entries) / _MIN_PART)),
-                    math.ceil(len(entries) / _CPU_PART))
+                    math.ceil(len(entries) / self.cpu_part))
         return self._spread(len(entries), parts, lambda actor, lo, hi: actor.read_encode.remote(
             entries[lo:hi], known[lo:hi], moved, max_pixels))
 
