@@ -169,18 +169,9 @@ class RayPipeline:
             stream = self._stream_fused if self.pool.fused else self._stream
             stream(self.pool, catalog, encoder, preparer, todo, batch_size, summary, progress, updater)
 
-    def _stream_fused(
-        self,
-        pool: EncodePool,
-        catalog: Any,
-        encoder: Encoder,
-        preparer: Preparer,
-        todo: list[FileEntry],
-        batch_size: int,
-        summary: Any,
-        progress: Progress | None,
-        updater: Any,
-    ) -> None:
+    def _stream_fused(self, pool: EncodePool, catalog: Any, encoder: Encoder, preparer: Preparer,
+                      todo: list[FileEntry], batch_size: int, summary: Any, progress: Progress | None,
+                      updater: Any) -> None:
         """CPU actors: each part of a batch is read and encoded by one actor; the driver
         plans and writes the batches in order as their parts come back."""
         ray = self.ray
