@@ -201,11 +201,12 @@ class RayPipeline:
             submit()
             rows: list[Row] = []
             vectors = []
+            shift = 0  # a part's pixel rows follow those of the parts before it
             for part_rows, part_vectors in results:
-                shift = sum(len(v) for v in vectors)
                 rows += [(d, None if r is None else r + shift, i, why) for d, r, i, why in part_rows]
                 if len(part_vectors):
                     vectors.append(part_vectors)
+                    shift += len(part_vectors)
             batch = _plan(preparer, chunk, rows, first_seen)
             for p in batch:
                 count_prepared(p, summary)

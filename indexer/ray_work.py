@@ -128,4 +128,4 @@ class EncodeWorker:
         )
         if not len(pixels):
             return rows, np.zeros((0, 0), np.float32)
-        return rows, self.encode(pixels, list(range(len(pixels))))
+        return rows, np.asarray(self.encoder.encode_pixels(pixels), dtype=np.float32)

@@ -178,8 +178,9 @@ def test_same_vectors_and_skips_as_a_local_run(tmp_path, tiny_checkpoint, ray_ad
     solid(photos / "exif.jpg", "red", size=(60, 40), exif=_rotated())
     broken = _bad_files(photos / "broken")
     model = f"local-dir:{tiny_checkpoint}"
+    # batches of 16 on Ray: each split into parts over both actors, joined by the driver
     with clipfind.open(model=model, data_dir=tmp_path / "local", batch_size=4) as local, \
-            clipfind.open(model=model, data_dir=tmp_path / "ray", batch_size=4) as remote:
+            clipfind.open(model=model, data_dir=tmp_path / "ray", batch_size=16) as remote:
         want = local.index([photos])
         got = remote.index([photos], ray=ray_address)
         mine, theirs = _vectors(local), _vectors(remote)
